@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the whole suite).
+# Both create .venv, install torch==2.13.0 first (the CPU build pip finds on this disk), then the
+# project with its dev extras, and the Debian packages they need when running as root. Idempotent.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+FMNIST  := /usr/share/datasets/fashion-mnist
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install system-deps demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP) system-deps
+
+# Fashion-MNIST (real data, offline) and Chromium (the report's browser test) from Debian.
+system-deps:
+	@if [ ! -d $(FMNIST) ] || ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      dataset-fashion-mnist chromium chromium-driver >/dev/null; \
+	  else echo "not root: install dataset-fashion-mnist chromium chromium-driver with apt-get"; fi; \
+	fi
+
+demo: install
+	$(BIN)/contrastlab demo
+
+test: install
+	$(BIN)/python -m pytest -q -n 2 tests
+
+lint: install
+	$(BIN)/ruff check contrastlab tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

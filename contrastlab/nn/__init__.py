@@ -1,0 +1,1 @@
+"""contrastlab.nn."""
