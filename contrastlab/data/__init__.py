@@ -2,11 +2,20 @@
 
     >>> from contrastlab.data import load_dataset, make_augment
     >>> ds = load_dataset("fashion-mnist").to(device)
-    >>> aug = make_augment("grayscale", ds, views=2)
+    >>> aug = augment_for(ds, views=2)              # the "grayscale" preset, ds.mean/std
     >>> for images, labels in ds.batches(512, generator=g):
     ...     views = aug(images, generator=g)    # list of 2 float tensors (512, 1, 28, 28)
 """
 
+from contrastlab.data.augment import (
+    DEFAULT_PRESET,
+    PRESETS,
+    MultiViewAugment,
+    ViewSpec,
+    augment_for,
+    augment_view,
+    make_augment,
+)
 from contrastlab.data.datasets import ImageDataset
 from contrastlab.data.download import (
     ChecksumError,
@@ -20,13 +29,20 @@ from contrastlab.data.stats import DATASET_STATS, compute_mean_std
 
 __all__ = [
     "DATASET_STATS",
+    "DEFAULT_PRESET",
+    "PRESETS",
     "ChecksumError",
     "DownloadError",
     "ImageDataset",
+    "MultiViewAugment",
+    "ViewSpec",
+    "augment_for",
+    "augment_view",
     "available_datasets",
     "cache_dir",
     "compute_mean_std",
     "download_file",
     "extract_tar",
     "load_dataset",
+    "make_augment",
 ]

@@ -1,0 +1,304 @@
+"""Multi-view augmentation presets (SimCLR, MoCo v2, BYOL, grayscale) applied per batch.
+
+A :class:`ViewSpec` lists one view's random transforms with the papers' parameters; a
+:class:`MultiViewAugment` turns a uint8 batch (B, C, H, W) into V normalised float views,
+each sample with its own random parameters, drawn from a CPU ``torch.Generator`` so that the
+same seed gives the same views on any device.
+
+Order of the ops, as in the reference code: random resized crop, horizontal flip, colour
+jitter (with probability), grayscale, Gaussian blur, solarize, normalise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import torch
+
+from contrastlab.data import augment_ops as ops
+
+
+class DatasetLike(Protocol):
+    """What :func:`augment_for` needs of a dataset (an ``ImageDataset`` qualifies)."""
+
+    name: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The random transforms of one view; probabilities are per sample.
+
+    Attributes:
+        scale: crop area as a fraction of the image, sampled uniformly.
+        ratio: crop aspect ratio range, sampled log-uniformly.
+        flip_p: probability of a horizontal flip.
+        brightness, contrast, saturation: jitter strength j: factor uniform in
+            [max(0, 1 - j), 1 + j]; saturation is ignored for 1-channel images.
+        hue: shift uniform in [-hue, hue] turns (<= 0.5); ignored for 1-channel images.
+        jitter_p: probability of applying the colour jitter (in a random order of the 4 ops,
+            one order per batch and view).
+        gray_p: probability of converting to grayscale (RGB only).
+        blur_p: probability of a Gaussian blur with sigma uniform in ``blur_sigma`` and a
+            kernel ``blur_kernel_frac`` of the side (rounded to odd, at least 3).
+        solarize_p: probability of solarizing (threshold 0.5).
+    """
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_frac: float = 0.1
+    solarize_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ValueError(f"scale must satisfy 0 < lo <= hi <= 1, got {self.scale}")
+        if not 0.0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"ratio must satisfy 0 < lo <= hi, got {self.ratio}")
+        for name in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
+        if min(self.brightness, self.contrast, self.saturation) < 0:
+            raise ValueError("brightness, contrast and saturation must be >= 0")
+
+
+def simclr_spec(strength: float, blur: bool) -> ViewSpec:
+    """SimCLR's view (Chen et al. 2020, SPEC §1): jitter 0.8s/0.8s/0.8s/0.2s with p 0.8,
+    grayscale 0.2, crop 0.08-1, flip 0.5, blur p 0.5 (ImageNet sizes only)."""
+    return ViewSpec(
+        brightness=0.8 * strength, contrast=0.8 * strength, saturation=0.8 * strength,
+        hue=0.2 * strength, blur_p=0.5 if blur else 0.0,
+    )
+
+
+_BYOL = ViewSpec(saturation=0.2, blur_p=1.0)
+
+PRESETS: dict[str, tuple[ViewSpec, ...]] = {
+    # SimCLR on CIFAR: s = 0.5, no blur (the images are 32 x 32).
+    "simclr-cifar": (simclr_spec(0.5, blur=False),),
+    # SimCLR on ImageNet-like sizes: s = 1, blur p 0.5, sigma 0.1-2, kernel 10% of the side.
+    "simclr-imagenet": (simclr_spec(1.0, blur=True),),
+    # MoCo v2 (SPEC §6): crop 0.2-1, jitter 0.4/0.4/0.4/0.1 p 0.8, grayscale 0.2, blur p 0.5.
+    "mocov2": (ViewSpec(scale=(0.2, 1.0), blur_p=0.5),),
+    # BYOL (SPEC §7): jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale 0.2; asymmetric blur 1.0 / 0.1
+    # and solarize 0 / 0.2.
+    "byol": (_BYOL, replace(_BYOL, blur_p=0.1, solarize_p=0.2)),
+    # Fashion-MNIST, 28 x 28 x 1: crop 0.2-1 (at 0.08 a crop is ~8 x 8 pixels, too little of
+    # a garment to keep its class; 0.2 is MoCo v2's bound), flip 0.5 (garments are mirror
+    # symmetric), brightness/contrast 0.4 with p 0.8; no hue, saturation or grayscale (one
+    # channel) and no blur (it erases most detail at this size).
+    "grayscale": (ViewSpec(scale=(0.2, 1.0), saturation=0.0, hue=0.0, gray_p=0.0),),
+    # MNIST digits: as "grayscale" without the flip (a mirrored digit is not that digit).
+    "grayscale-digits": (
+        ViewSpec(scale=(0.2, 1.0), flip_p=0.0, saturation=0.0, hue=0.0, gray_p=0.0),
+    ),
+}
+
+DEFAULT_PRESET = {
+    "fashion-mnist": "grayscale", "mnist": "grayscale-digits", "cifar10": "simclr-cifar",
+    "cifar100": "simclr-cifar", "svhn": "simclr-cifar", "stl10": "simclr-imagenet",
+    "image-folder": "simclr-imagenet",
+}
+
+
+def _kernel_size(side: int, frac: float) -> int:
+    k = max(3, round(frac * side))
+    return k if k % 2 else k + 1
+
+
+def _apply_subset(
+    images: torch.Tensor,
+    p: float,
+    generator: torch.Generator,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Replace a random subset (each sample with probability p) by ``fn(subset, cpu_index)``."""
+    if p <= 0.0:
+        return images
+    index = (torch.rand(images.shape[0], generator=generator) < p).nonzero().squeeze(1)
+    if index.numel() == 0:
+        return images
+    out = images.clone()
+    device_index = index.to(images.device)
+    out[device_index] = fn(images[device_index], index)
+    return out
+
+
+def augment_view(
+    images: torch.Tensor, spec: ViewSpec, size: tuple[int, int], generator: torch.Generator
+) -> torch.Tensor:
+    """One random view of a float batch (B, C, H, W) in [0, 1] -> (B, C, *size), in [0, 1].
+
+    Random draws happen on the CPU in a fixed order, so a generator in a given state always
+    produces the same view.
+    """
+    b, c, height, width = images.shape
+    boxes = ops.sample_crop_boxes(b, height, width, spec.scale, spec.ratio, generator)
+    flip = torch.rand(b, generator=generator) < spec.flip_p
+    out = ops.resized_crop(images, boxes, flip, size)
+
+    strengths = (spec.brightness, spec.contrast, spec.saturation, spec.hue)
+    if spec.jitter_p > 0 and any(strengths):
+        apply = (torch.rand(b, generator=generator) < spec.jitter_p).unsqueeze(1)
+        mult = torch.tensor(strengths[:3])
+        lows = (1.0 - mult).clamp_min(0.0)
+        mult = lows + torch.rand(b, 3, generator=generator) * (1.0 + mult - lows)
+        shift = (torch.rand(b, 1, generator=generator) * 2.0 - 1.0) * spec.hue
+        identity = torch.tensor([1.0, 1.0, 1.0, 0.0])
+        factors = torch.where(apply, torch.cat([mult, shift], dim=1), identity)
+        order = [i for i in torch.randperm(4, generator=generator).tolist() if strengths[i] > 0]
+        out = ops.color_jitter(out, factors, order)
+    if c == 3:
+        out = _apply_subset(
+            out, spec.gray_p, generator, lambda x, _: ops.grayscale(x).expand(-1, 3, -1, -1)
+        )
+    if spec.blur_p > 0:
+        kernel = _kernel_size(min(size), spec.blur_kernel_frac)
+        sigma = torch.empty(b).uniform_(*spec.blur_sigma, generator=generator)
+        out = _apply_subset(
+            out, spec.blur_p, generator, lambda x, idx: ops.gaussian_blur(x, sigma[idx], kernel)
+        )
+    return _apply_subset(out, spec.solarize_p, generator, lambda x, _: ops.solarize(x))
+
+
+class MultiViewAugment:
+    """V random views of a uint8 batch, normalised with the dataset's mean and std.
+
+    View v uses ``specs[v % len(specs)]`` (BYOL's asymmetric pair: view 0 blurred, view 1
+    sometimes solarized). Every sample of every view gets its own random parameters.
+
+    Example:
+        >>> aug = MultiViewAugment(PRESETS["simclr-cifar"], mean, std, views=2)
+        >>> v1, v2 = aug(images_uint8, seed=0)        # each (B, 3, 32, 32) float32
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[ViewSpec],
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        views: int = 2,
+        size: int | tuple[int, int] | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        """
+        Args:
+            specs: one or more view specs, cycled over the views.
+            mean, std: per-channel normalisation in [0, 1] units (C entries each).
+            views: V, the number of views per image (>= 2 for contrastive learning; 1 is
+                allowed for evaluation-style use).
+            size: output (H', W') (an int means square); None keeps the input size.
+            channels_last: return tensors in channels-last memory format.
+
+        Raises:
+            ValueError: on empty specs, views < 1, mismatched mean/std or std <= 0.
+        """
+        if not specs:
+            raise ValueError("specs must hold at least one ViewSpec")
+        if views < 1:
+            raise ValueError(f"views must be >= 1, got {views}")
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std need equal lengths and std > 0, got {mean}, {std}")
+        self.specs = tuple(specs)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.views = views
+        self.size = (size, size) if isinstance(size, int) else size
+        self.channels_last = channels_last
+
+    def __repr__(self) -> str:
+        return (f"MultiViewAugment(views={self.views}, size={self.size}, specs={self.specs}, "
+                f"mean={self.mean}, std={self.std})")
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> list[torch.Tensor]:
+        """Augment a batch.
+
+        Args:
+            images: uint8 (B, C, H, W) on any device (C must match mean/std).
+            generator: CPU generator for the random parameters (advanced by the call).
+            seed: alternatively, a seed: the same seed gives identical views. With neither,
+                a seed is drawn from torch's global RNG (so ``torch.manual_seed`` applies).
+
+        Returns:
+            V float32 tensors (B, C, H', W') on the images' device, normalised.
+
+        Raises:
+            ValueError: wrong dtype, rank or channel count, or both generator and seed given.
+        """
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"images must be uint8 (B, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        if images.shape[1] != len(self.mean):
+            raise ValueError(
+                f"images have {images.shape[1]} channels but mean/std have {len(self.mean)}"
+            )
+        if generator is not None and seed is not None:
+            raise ValueError("pass generator or seed, not both")
+        if generator is None:
+            if seed is None:
+                seed = int(torch.randint(0, 2**62, (1,)).item())
+            generator = torch.Generator().manual_seed(seed)
+        size = self.size or (int(images.shape[2]), int(images.shape[3]))
+        x = images.to(torch.float32).div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        inv_std = 1.0 / torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        out = []
+        for v in range(self.views):
+            view = augment_view(x, self.specs[v % len(self.specs)], size, generator)
+            view = view.sub_(mean).mul_(inv_std)
+            if self.channels_last:
+                view = view.contiguous(memory_format=torch.channels_last)
+            out.append(view)
+        return out
+
+
+def make_augment(
+    preset: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    views: int = 2,
+    size: int | tuple[int, int] | None = None,
+    channels_last: bool = False,
+) -> MultiViewAugment:
+    """A :class:`MultiViewAugment` from a named preset (see ``PRESETS``).
+
+    Raises:
+        ValueError: unknown preset (listing the known ones).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    return MultiViewAugment(
+        PRESETS[preset], mean, std, views=views, size=size, channels_last=channels_last
+    )
+
+
+def augment_for(
+    dataset: DatasetLike, preset: str | None = None, *, views: int = 2,
+    size: int | tuple[int, int] | None = None, channels_last: bool = False,
+) -> MultiViewAugment:
+    """The augmentation for a dataset: its mean/std and its default preset
+    (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...)."""
+    chosen = preset or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
+    return make_augment(chosen, dataset.mean, dataset.std, views=views, size=size,
+                        channels_last=channels_last)
