@@ -1,1 +1,33 @@
-"""contrastlab.methods."""
+"""Methods: SimCLR, MoCo v2, SupCon, BYOL — one readable file each, listed in :data:`METHODS`.
+
+Each combines encoder + head(s) + loss + temperature policy, owns its state, and exposes one
+``training_step(views, labels, step=, progress=) -> StepOutput`` plus ``after_optimizer_step``.
+"""
+
+from contrastlab.methods.base import Method, StepOutput
+from contrastlab.methods.byol import BYOL
+from contrastlab.methods.moco import MoCo
+from contrastlab.methods.registry import (
+    DEFAULT_TEMPERATURE,
+    METHOD_LOSSES,
+    METHODS,
+    build_method,
+    build_temperature,
+)
+from contrastlab.methods.simclr import PAIR_LOSSES, SimCLR
+from contrastlab.methods.supcon import SupCon
+
+__all__ = [
+    "BYOL",
+    "DEFAULT_TEMPERATURE",
+    "METHODS",
+    "METHOD_LOSSES",
+    "PAIR_LOSSES",
+    "Method",
+    "MoCo",
+    "SimCLR",
+    "StepOutput",
+    "SupCon",
+    "build_method",
+    "build_temperature",
+]

@@ -1,0 +1,267 @@
+"""Typed run configuration. Unknown keys and wrong types are errors that name the key.
+
+A config is a tree of dataclasses; it loads from a dict or a YAML file and takes dotted
+overrides (``loss.temperature=0.2``). It imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "LossConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, has the wrong type or an invalid value."""
+
+
+@dataclass
+class DataConfig:
+    """Dataset and views. ``augment`` names a preset of ``contrastlab.data`` (None = the
+    dataset's default); ``views`` is the number of views per image."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    download: bool = False
+    augment: str | None = None
+    views: int = 2
+    batch_size: int = 256
+    train_subset: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Encoder and heads. ``backbone``: small_cnn, resnet18/34/50."""
+
+    backbone: str = "small_cnn"
+    cifar_stem: bool = True
+    width: int = 32
+    proj_hidden_dim: int = 512
+    proj_dim: int = 128
+    pred_hidden_dim: int = 512
+
+
+@dataclass
+class LossConfig:
+    """Loss and temperature policy.
+
+    ``name``: nt_xent, hard_nt_xent, simple, hard_simple, align_uniform (SimCLR-style methods),
+    supcon (SupCon), moco (MoCo), byol (BYOL), or "auto" (the method's own loss).
+    ``policy``: fixed, cosine, learnable, dystress. ``temperature`` is τ for fixed, the initial
+    τ for learnable; cosine and dystress use ``tau_min``/``tau_max``."""
+
+    name: str = "auto"
+    policy: str = "fixed"
+    temperature: float | None = None
+    tau_min: float | None = None
+    tau_max: float | None = None
+    cosine_period: float | None = None
+    shift: float | None = None
+    top_k: int | None = None
+    alpha: float | None = None
+    lam: float | None = None
+    variant: str = "out"
+    temperature_lr: float | None = None
+
+
+@dataclass
+class MethodConfig:
+    """Method and its own state: MoCo's queue and momentum, BYOL's base momentum."""
+
+    name: str = "simclr"
+    queue_size: int = 4096
+    moco_momentum: float = 0.99
+    byol_base_momentum: float = 0.99
+    supervised_queue: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule: linear warmup then cosine to ``final_lr_frac·lr``."""
+
+    name: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    warmup_epochs: float = 0.5
+    final_lr_frac: float = 0.01
+
+
+@dataclass
+class TrainConfig:
+    """The training loop. ``max_time`` is a wall-clock budget in minutes; the epoch count then
+    only sets the schedule's length (the run stops at the end of the step that crosses it)."""
+
+    epochs: int = 20
+    max_time: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    threads: int | None = None
+    out: str | None = None
+    checkpoint_every: int = 1
+    deterministic: bool = False
+    quiet: bool = False
+    knn_monitor: bool = True
+    diagnostics_every: int = 1
+    diagnostics_samples: int = 2048
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation: weighted kNN (Wu et al.) and the linear probe on frozen features."""
+
+    knn_k: int = 200
+    knn_t: float = 0.1
+    linear_epochs: int = 30
+    linear_lr: float = 1e-2
+    linear_weight_decay: float = 5e-6
+    linear_batch_size: int = 1024
+    untrained_baseline: bool = True
+    save_embeddings: bool = True
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int, float, bool, str, X | None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(
+        f"config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def _fill(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(
+                f"unknown config key {full!r}; known keys here: {', '.join(sorted(names))}"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"config key {full!r} is a section; expected a mapping, got {value!r}"
+                )
+            _fill(current, value, full + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from nested dicts; unknown keys or wrong types raise ConfigError."""
+    cfg = Config()
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    _fill(cfg, data, "")
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain nested dicts (JSON/YAML/checkpoint friendly)."""
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` strings (values parsed as YAML scalars where possible)."""
+    import yaml
+
+    data = config_to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        path, raw = item.split("=", 1)
+        parts = path.strip().split(".")
+        if len(parts) != 2:
+            raise ConfigError(f"override key {path!r} must be section.key, e.g. loss.temperature")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        section = data.get(parts[0])
+        if not isinstance(section, dict):
+            raise ConfigError(f"unknown config section {parts[0]!r}; known: {', '.join(data)}")
+        if parts[1] not in section:
+            raise ConfigError(
+                f"unknown config key {path!r}; known keys here: {', '.join(sorted(section))}"
+            )
+        section[parts[1]] = value
+    return config_from_dict(data)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML (or JSON) config file."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    with p.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    return config_from_dict(data)

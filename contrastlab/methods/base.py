@@ -1,0 +1,115 @@
+"""What every method shares: an encoder, a training step returning (loss, logs), explicit hooks.
+
+A method owns its state (heads, key/target encoders, queue, temperature policy). The training
+loop calls, per step::
+
+    out = method.training_step(views, labels, step=..., progress=...)
+    out.loss.backward(); optimizer.step()
+    method.after_optimizer_step(step=..., progress=...)   # EMA targets, enqueue
+
+``method.encode(images)`` is the evaluation forward: backbone features only, no side effects
+(it never touches a queue or a momentum encoder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from contrastlab.temperature import Learnable, TemperaturePolicy
+
+__all__ = ["Method", "StepOutput"]
+
+
+@dataclass
+class StepOutput:
+    """Result of one training step.
+
+    Attributes:
+        loss: scalar loss to back-propagate.
+        logs: scalar values to log (floats).
+        embeddings: ``(N, V, D)`` detached, normalised projections of the views (for diagnostics).
+    """
+
+    loss: Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+    embeddings: Tensor | None = None
+
+
+class Method(nn.Module):
+    """Base class: ``backbone`` maps images ``(B, C, H, W)`` to features ``(B, F)``.
+
+    Subclasses set ``name``, ``needs_labels`` and implement :meth:`training_step`.
+    """
+
+    name: ClassVar[str] = "method"
+    needs_labels: ClassVar[bool] = False
+    min_views: ClassVar[int] = 2
+
+    def __init__(self, backbone: nn.Module, feat_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.feat_dim = int(feat_dim)
+
+    @property
+    def temperature(self) -> TemperaturePolicy | None:
+        """The method's temperature policy, if its loss has one."""
+        return None
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Backbone features ``(B, F)`` for evaluation (no head, no state change)."""
+        out: Tensor = self.backbone(images)
+        return out
+
+    def training_step(
+        self, views: list[Tensor], labels: Tensor | None, *, step: int, progress: float
+    ) -> StepOutput:
+        """One step's loss on ``V`` augmented views, each ``(B, C, H, W)``.
+
+        Args:
+            views: the augmented views of one batch.
+            labels: ``(B,)`` int64 labels (required when ``needs_labels``).
+            step: global optimiser step (for scheduled temperatures).
+            progress: fraction of training done in [0, 1] (for momentum schedules).
+        """
+        raise NotImplementedError
+
+    def after_optimizer_step(self, *, step: int, progress: float) -> None:
+        """Hook after ``optimizer.step()``: momentum updates, enqueueing. Default: nothing."""
+
+    def check_views(self, views: list[Tensor], labels: Tensor | None) -> None:
+        """Raise ``ValueError`` for too few views or missing labels."""
+        if len(views) < self.min_views:
+            raise ValueError(f"{self.name} needs at least {self.min_views} views, got {len(views)}")
+        if self.needs_labels and labels is None:
+            raise ValueError(f"{self.name} needs labels: use a labelled dataset")
+        if labels is not None and bool((labels < 0).any()) and self.needs_labels:
+            raise ValueError(
+                f"{self.name} needs labels, but the batch holds unlabeled samples (-1)"
+            )
+
+    def temperature_value(self, step: int) -> float | None:
+        """Current τ for logging (None if the loss has no temperature)."""
+        policy = self.temperature
+        return None if policy is None else policy.value(step)
+
+    #: learning rate of a learnable τ (None: the optimiser's).
+    temperature_lr: float | None = None
+
+    def extra_parameter_groups(self) -> list[dict[str, object]]:
+        """Parameter groups with their own settings: a learnable τ (no weight decay, own lr)."""
+        policy = self.temperature
+        if not isinstance(policy, Learnable):
+            return []
+        group: dict[str, object] = {"params": [policy.log_scale], "weight_decay": 0.0}
+        if self.temperature_lr is not None:
+            group["lr"] = self.temperature_lr
+        return [group]
+
+    @staticmethod
+    def stack_views(views: list[Tensor]) -> Tensor:
+        """Concatenate views ``V × (B, ...)`` into one ``(V·B, ...)`` batch for a single forward."""
+        return torch.cat(views, dim=0)

@@ -1,0 +1,73 @@
+"""BYOL (Grill et al. 2020): online encoder + projector + predictor regress the target network.
+
+The target (backbone + projector) is an EMA of the online network with the cosine momentum
+schedule ``τ_k = 1 − (1 − τ_base)(cos(π k/K) + 1)/2`` (τ_base 0.996; 0.99 for short runs),
+updated after each optimiser step. No temperature, no negatives.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from contrastlab.losses import byol_loss
+from contrastlab.methods.base import Method, StepOutput
+from contrastlab.nn import byol_momentum, copy_frozen, ema_update
+from contrastlab.ops import normalize
+
+__all__ = ["BYOL"]
+
+
+class BYOL(Method):
+    """BYOL with a symmetrised loss ``byol(p1, z2') + byol(p2, z1')``.
+
+    Args:
+        backbone, feat_dim: the online encoder.
+        projector: ``(B, feat_dim)`` → ``(B, D)``; predictor: ``(B, D)`` → ``(B, D)``.
+        base_momentum: τ_base of the EMA schedule.
+    """
+
+    name: ClassVar[str] = "byol"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feat_dim: int,
+        projector: nn.Module,
+        predictor: nn.Module,
+        base_momentum: float = 0.99,
+    ) -> None:
+        super().__init__(backbone, feat_dim)
+        if not 0.0 <= base_momentum < 1.0:
+            raise ValueError(f"base_momentum must be in [0, 1), got {base_momentum}")
+        self.projector = projector
+        self.predictor = predictor
+        self.target_backbone = copy_frozen(backbone)
+        self.target_projector = copy_frozen(projector)
+        self.base_momentum = float(base_momentum)
+
+    def training_step(
+        self, views: list[Tensor], labels: Tensor | None, *, step: int, progress: float
+    ) -> StepOutput:
+        self.check_views(views, labels)
+        b = views[0].shape[0]
+        x = self.stack_views(views[:2])
+        z_online = self.projector(self.backbone(x))
+        p = self.predictor(z_online).float()
+        with torch.no_grad():
+            self.target_backbone.train(self.training)
+            self.target_projector.train(self.training)
+            z_target = self.target_projector(self.target_backbone(x)).float()
+        p1, p2 = p[:b], p[b:]
+        t1, t2 = z_target[:b], z_target[b:]
+        loss = byol_loss(p1, t2) + byol_loss(p2, t1)
+        emb = normalize(z_online.detach().float().reshape(2, b, -1).transpose(0, 1))
+        return StepOutput(loss=loss, embeddings=emb)
+
+    def after_optimizer_step(self, *, step: int, progress: float) -> None:
+        """Move the target towards the online network with the cosine momentum schedule."""
+        m = byol_momentum(progress, 1.0, self.base_momentum)
+        ema_update(self.target_backbone, self.backbone, m)
+        ema_update(self.target_projector, self.projector, m)

@@ -1,0 +1,132 @@
+"""The table of methods, and building one (with its encoder, heads and τ) from a config."""
+
+from __future__ import annotations
+
+from contrastlab.config import Config, ConfigError
+from contrastlab.methods.base import Method
+from contrastlab.methods.byol import BYOL
+from contrastlab.methods.moco import MoCo
+from contrastlab.methods.simclr import PAIR_LOSSES, SimCLR
+from contrastlab.methods.supcon import SupCon
+from contrastlab.nn import ProjectionHead, build_backbone
+from contrastlab.temperature import POLICIES, Cosine, DySTreSS, Fixed, Learnable, TemperaturePolicy
+
+__all__ = ["DEFAULT_TEMPERATURE", "METHODS", "METHOD_LOSSES", "build_method", "build_temperature"]
+
+#: name → method class, one readable file each.
+METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": SupCon, "byol": BYOL}
+
+#: τ used when the config leaves it out (Fashion-MNIST-scale defaults; SPEC.md §1, §5, §6).
+DEFAULT_TEMPERATURE: dict[str, float] = {"simclr": 0.2, "moco": 0.2, "supcon": 0.1, "byol": 0.2}
+
+#: the loss each method trains with; SimCLR also accepts any pair loss.
+METHOD_LOSSES: dict[str, tuple[str, ...]] = {
+    "simclr": tuple(PAIR_LOSSES),
+    "moco": ("moco",),
+    "supcon": ("supcon",),
+    "byol": ("byol",),
+}
+
+
+def build_temperature(cfg: Config) -> TemperaturePolicy:
+    """The temperature policy that ``cfg.loss`` describes (``policy`` and its τ values)."""
+    lc = cfg.loss
+    tau = (
+        lc.temperature
+        if lc.temperature is not None
+        else DEFAULT_TEMPERATURE.get(cfg.method.name, 0.2)
+    )
+    if lc.policy not in POLICIES:
+        raise ConfigError(f"loss.policy must be one of {', '.join(POLICIES)}, got {lc.policy!r}")
+    if lc.policy == "fixed":
+        return Fixed(tau)
+    if lc.policy == "learnable":
+        return Learnable(init=tau, min=lc.tau_min if lc.tau_min is not None else 0.01)
+    if lc.policy == "cosine":
+        period = lc.cosine_period if lc.cosine_period is not None else float(cfg.train.epochs)
+        return Cosine(
+            lc.tau_min if lc.tau_min is not None else 0.1,
+            lc.tau_max if lc.tau_max is not None else 1.0,
+            period,
+        )
+    return DySTreSS(
+        lc.tau_min if lc.tau_min is not None else 0.07,
+        lc.tau_max if lc.tau_max is not None else 0.2,
+        shift=lc.shift,
+    )
+
+
+def _loss_name(cfg: Config) -> str:
+    method = cfg.method.name
+    name = cfg.loss.name
+    allowed = METHOD_LOSSES[method]
+    if name == "auto":
+        return allowed[0]
+    if name not in allowed:
+        raise ConfigError(
+            f"loss.name={name!r} does not fit method.name={method!r}; allowed: {', '.join(allowed)}"
+        )
+    return name
+
+
+def build_method(cfg: Config, in_channels: int) -> Method:
+    """Build the method named by ``cfg.method.name`` with its encoder, heads and temperature.
+
+    Raises:
+        ConfigError: unknown method/backbone/policy, or a loss that does not fit the method.
+    """
+    name = cfg.method.name
+    if name not in METHODS:
+        raise ConfigError(f"method.name must be one of {', '.join(METHODS)}, got {name!r}")
+    loss_name = _loss_name(cfg)
+    mc = cfg.model
+    try:
+        backbone = build_backbone(
+            mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, width=mc.width
+        )
+    except ValueError as exc:
+        raise ConfigError(f"model.backbone: {exc}") from exc
+    feat_dim = int(backbone.feat_dim)
+
+    def head() -> ProjectionHead:
+        return ProjectionHead(feat_dim, mc.proj_hidden_dim, mc.proj_dim)
+
+    tau = build_temperature(cfg)
+    lc = cfg.loss
+    if name == "simclr":
+        options: dict[str, object] = {}
+        if loss_name in ("hard_nt_xent", "hard_simple"):
+            if lc.top_k is None and lc.alpha is None:
+                raise ConfigError(f"loss {loss_name!r} needs loss.top_k or loss.alpha")
+            options = {"top_k": lc.top_k, "alpha": lc.alpha}
+        if loss_name in ("simple", "hard_simple"):
+            options["lam"] = lc.lam
+        return SimCLR(backbone, feat_dim, head(), tau, loss_name, options, lc.temperature_lr)
+    if name == "supcon":
+        if lc.variant not in ("out", "in"):
+            raise ConfigError(f"loss.variant must be 'out' or 'in', got {lc.variant!r}")
+        return SupCon(
+            backbone,
+            feat_dim,
+            head(),
+            tau,
+            "out" if lc.variant == "out" else "in",
+            lc.temperature_lr,
+        )
+    if name == "moco":
+        return MoCo(
+            backbone,
+            feat_dim,
+            head(),
+            tau,
+            queue_size=cfg.method.queue_size,
+            momentum=cfg.method.moco_momentum,
+            supervised=cfg.method.supervised_queue,
+            temperature_lr=lc.temperature_lr,
+            proj_dim=mc.proj_dim,
+        )
+    projector = ProjectionHead(feat_dim, mc.proj_hidden_dim, mc.proj_dim)
+    predictor = ProjectionHead(mc.proj_dim, mc.pred_hidden_dim, mc.proj_dim)
+    return BYOL(
+        backbone, feat_dim, projector, predictor, base_momentum=cfg.method.byol_base_momentum
+    )
