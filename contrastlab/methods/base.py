@@ -64,6 +64,17 @@ class Method(nn.Module):
         out: Tensor = self.backbone(images)
         return out
 
+    def project(self, images: Tensor) -> Tensor:
+        """Embeddings in the loss space ``(B, D)`` (backbone + projection head), unnormalised.
+
+        No side effects; used by the diagnostics.
+        """
+        head = getattr(self, "head", None)
+        if head is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement project()")
+        out: Tensor = head(self.backbone(images))
+        return out
+
     def training_step(
         self, views: list[Tensor], labels: Tensor | None, *, step: int, progress: float
     ) -> StepOutput:

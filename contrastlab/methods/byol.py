@@ -48,6 +48,11 @@ class BYOL(Method):
         self.target_projector = copy_frozen(projector)
         self.base_momentum = float(base_momentum)
 
+    def project(self, images: Tensor) -> Tensor:
+        """Online projections ``(B, D)`` (before the predictor)."""
+        out: Tensor = self.projector(self.backbone(images))
+        return out
+
     def training_step(
         self, views: list[Tensor], labels: Tensor | None, *, step: int, progress: float
     ) -> StepOutput:

@@ -1,0 +1,5 @@
+import sys
+
+from contrastlab.cli import main
+
+sys.exit(main())

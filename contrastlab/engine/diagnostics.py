@@ -1,0 +1,91 @@
+"""Representation diagnostics during training, on a fixed evaluation subset.
+
+Every few epochs: alignment, uniformity (−L_unif, t = 2), tolerance (labelled data only),
+effective rank of the backbone features, the hardness profile of the gradient over negatives at the
+method's current τ, and τ itself. A warning is logged when the embeddings collapse.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from contrastlab.config import Config
+from contrastlab.data import ImageDataset, MultiViewAugment
+from contrastlab.methods import Method
+from contrastlab.metrics import alignment, effective_rank, hardness, tolerance, uniformity
+from contrastlab.ops import normalize
+
+__all__ = ["COLLAPSE_EFFECTIVE_RANK", "COLLAPSE_UNIFORMITY", "Diagnostics", "embed_views"]
+
+#: below these the embeddings are reported as collapsing.
+COLLAPSE_EFFECTIVE_RANK = 2.0
+COLLAPSE_UNIFORMITY = 0.5
+
+
+@torch.no_grad()
+def embed_views(
+    method: Method, images: torch.Tensor, augment: MultiViewAugment, seed: int, batch: int = 512
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two augmented views of ``images`` through the method (eval mode, no side effects).
+
+    Returns:
+        ``(z1, z2, feats)``: ``(N, D)`` normalised projections of each view and the ``(N, F)``
+        backbone features of the first view, all float32.
+    """
+    was_training = method.training
+    method.eval()
+    gen = torch.Generator().manual_seed(seed)
+    z1s, z2s, fs = [], [], []
+    try:
+        for start in range(0, images.shape[0], batch):
+            v1, v2 = augment(images[start : start + batch], generator=gen)[:2]
+            with torch.autocast(device_type=v1.device.type, dtype=torch.bfloat16):
+                f1 = method.backbone(v1)
+                z1 = method.project(v1)
+                z2 = method.project(v2)
+            z1s.append(normalize(z1.float()))
+            z2s.append(normalize(z2.float()))
+            fs.append(f1.float())
+    finally:
+        method.train(was_training)
+    return torch.cat(z1s), torch.cat(z2s), torch.cat(fs)
+
+
+class Diagnostics:
+    """Computes the diagnostics of one method on a fixed subset of the evaluation split."""
+
+    def __init__(self, cfg: Config, dataset: ImageDataset, augment: MultiViewAugment, device: torch.device) -> None:
+        n = min(cfg.train.diagnostics_samples, len(dataset))
+        g = torch.Generator().manual_seed(cfg.train.seed + 101)
+        idx = torch.randperm(len(dataset), generator=g)[:n].to(dataset.images.device)
+        self.images = dataset.images.index_select(0, idx)
+        self.labels = dataset.labels.index_select(0, idx)
+        self.labeled = bool((self.labels >= 0).all())
+        self.augment = augment
+        self.seed = cfg.train.seed + 202
+
+    def __call__(self, method: Method, step: int) -> dict[str, Any]:
+        z1, z2, feats = embed_views(method, self.images, self.augment, self.seed)
+        out: dict[str, Any] = {
+            "alignment": alignment(z1, z2),
+            "uniformity": uniformity(z1),
+            "effective_rank": effective_rank(feats),
+            "embedding_effective_rank": effective_rank(z1),
+        }
+        if self.labeled:
+            out["tolerance"] = tolerance(z1, self.labels)
+        policy = method.temperature
+        tau: Any = policy if policy is not None else 0.5
+        prof = hardness(z1, z2, tau, step=step).summary()
+        out.update(prof)
+        if out["embedding_effective_rank"] < COLLAPSE_EFFECTIVE_RANK or out["uniformity"] < COLLAPSE_UNIFORMITY:
+            msg = (
+                f"embeddings are collapsing at step {step}: effective rank "
+                f"{out['embedding_effective_rank']:.2f}, uniformity {out['uniformity']:.3f}"
+            )
+            out["collapse_warning"] = msg
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return out

@@ -1,0 +1,136 @@
+"""End-of-run evaluation and the run summary (``summary.json``).
+
+The trained backbone (features before the projection head) is frozen and evaluated with the
+weighted kNN (k 200, t 0.1, cosine; SPEC.md §9) and a linear probe on standardised frozen
+features, next to the same encoder untrained. Representation metrics (alignment, uniformity,
+tolerance) are measured on the test split's projections.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from contrastlab.config import Config
+from contrastlab.data import ImageDataset, MultiViewAugment
+from contrastlab.engine.diagnostics import embed_views
+from contrastlab.eval import extract_features, knn_accuracy, linear_probe
+from contrastlab.methods import Method
+from contrastlab.metrics import alignment, effective_rank, tolerance, uniformity
+
+__all__ = ["evaluate_backbone", "evaluate_run", "normalizer"]
+
+
+def normalizer(dataset: ImageDataset) -> Callable[[Tensor], Tensor]:
+    """uint8 ``(B, C, H, W)`` → float normalised with the dataset's mean and std."""
+    mean = torch.tensor(dataset.mean).view(1, -1, 1, 1)
+    std = torch.tensor(dataset.std).view(1, -1, 1, 1)
+
+    def fn(x: Tensor) -> Tensor:
+        return (x.float().div(255.0) - mean.to(x.device)) / std.to(x.device)
+
+    return fn
+
+
+def evaluate_backbone(
+    backbone: nn.Module,
+    train_set: ImageDataset,
+    test_set: ImageDataset,
+    cfg: Config,
+    device: torch.device,
+) -> dict[str, Any]:
+    """kNN and linear-probe top-1 (percent, on the test split) of a frozen backbone.
+
+    Returns:
+        ``knn_top1``, ``linear_top1``, ``eval_seconds`` and the features (``train_features``,
+        ``test_features``; float32 tensors) for further use.
+    """
+    t0 = time.perf_counter()
+    norm = normalizer(train_set)
+    feats = {
+        name: extract_features(
+            backbone, ds.images, normalize_fn=norm, device=device,
+            amp=cfg.train.amp, channels_last=cfg.train.channels_last,
+        )
+        for name, ds in (("train", train_set), ("test", test_set))
+    }
+    num_classes = len(train_set.classes)
+    knn = knn_accuracy(
+        feats["train"], train_set.labels, feats["test"], test_set.labels,
+        k=cfg.eval.knn_k, t=cfg.eval.knn_t, num_classes=num_classes,
+    )
+    probe = linear_probe(
+        feats["train"], train_set.labels, feats["test"], test_set.labels,
+        epochs=cfg.eval.linear_epochs, lr=cfg.eval.linear_lr,
+        weight_decay=cfg.eval.linear_weight_decay, batch_size=cfg.eval.linear_batch_size,
+        seed=cfg.train.seed,
+    )
+    return {
+        "knn_top1": float(knn),
+        "linear_top1": float(probe.test_top1),
+        "eval_seconds": time.perf_counter() - t0,
+        "train_features": feats["train"],
+        "test_features": feats["test"],
+    }
+
+
+def evaluate_run(
+    cfg: Config,
+    run_dir: Path,
+    method: Method,
+    train_set: ImageDataset,
+    test_set: ImageDataset,
+    augment: MultiViewAugment,
+    device: torch.device,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a trained method and write ``summary.json`` (and the test embeddings).
+
+    Args:
+        extra: fields merged into the summary (epochs_done, train_seconds, ...).
+
+    Returns:
+        The summary dict (what ``summary.json`` holds).
+    """
+    labeled = train_set.is_labeled and test_set.is_labeled
+    summary: dict[str, Any] = {"method": cfg.method.name, "dataset": cfg.data.dataset, **(extra or {})}
+    if labeled:
+        trained = evaluate_backbone(method.backbone, train_set, test_set, cfg, device)
+        summary.update({k: trained[k] for k in ("linear_top1", "knn_top1", "eval_seconds")})
+        if cfg.eval.save_embeddings:
+            np.save(run_dir / "test_features.npy", trained["test_features"].numpy())
+            np.save(run_dir / "test_labels.npy", test_set.labels.cpu().numpy())
+        init = run_dir / "init_backbone.pt"
+        if cfg.eval.untrained_baseline and init.exists():
+            untrained = _untrained_copy(method.backbone, init)
+            base = evaluate_backbone(untrained, train_set, test_set, cfg, device)
+            summary["untrained_linear_top1"] = base["linear_top1"]
+            summary["untrained_knn_top1"] = base["knn_top1"]
+    n = min(len(test_set), 10_000)
+    z1, z2, _ = embed_views(method, test_set.images[:n], augment, seed=cfg.train.seed + 303)
+    summary["alignment"] = alignment(z1, z2)
+    summary["uniformity"] = uniformity(z1)
+    summary["effective_rank"] = effective_rank(z1)
+    if labeled:
+        summary["tolerance"] = tolerance(z1, test_set.labels[:n])
+    if cfg.eval.save_embeddings:
+        np.save(run_dir / "test_projections.npy", torch.stack([z1, z2], dim=1).numpy())
+    policy = method.temperature
+    summary["final_temperature"] = None if policy is None else policy.value(int(summary.get("steps", 0)))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _untrained_copy(backbone: nn.Module, init_path: Path) -> nn.Module:
+    import copy
+
+    untrained = copy.deepcopy(backbone)
+    untrained.load_state_dict(torch.load(init_path, map_location="cpu", weights_only=True))
+    return untrained

@@ -1,0 +1,76 @@
+"""A whole run: train, evaluate, write ``summary.json``, print a short report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from contrastlab.config import Config, config_from_dict
+from contrastlab.data import augment_for
+from contrastlab.engine.checkpoint import load_checkpoint
+from contrastlab.engine.evaluate import evaluate_run
+from contrastlab.engine.trainer import CHECKPOINT, prepare_run, train
+from contrastlab.methods import build_method
+
+__all__ = ["evaluate_saved_run", "format_report", "run"]
+
+
+def run(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train then evaluate; returns the summary (also in ``RUN_DIR/summary.json``)."""
+    result = train(cfg, resume=resume, run_dir=run_dir)
+    st = result.state
+    extra = {
+        "epochs_done": st.epoch + (st.step_in_epoch > 0) * (st.step_in_epoch / max(1, len(result.train_set) // cfg.data.batch_size)),
+        "steps": st.global_step,
+        "train_seconds": st.train_seconds,
+        "images_per_second": st.images_seen / max(st.train_seconds, 1e-9),
+        "run_dir": str(result.run_dir),
+    }
+    return evaluate_run(
+        cfg, result.run_dir, result.method, result.train_set, result.test_set,
+        result.augment, result.device, extra,
+    )
+
+
+def evaluate_saved_run(run_dir: str | Path) -> dict[str, Any]:
+    """Re-evaluate a saved run directory (``contrastlab eval RUN_DIR``)."""
+    path = Path(run_dir)
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{path} is not a run directory: no config.json")
+    cfg = config_from_dict(json.loads(cfg_file.read_text()))
+    train_set, test_set, device = prepare_run(cfg)
+    method = build_method(cfg, in_channels=train_set.images.shape[1]).to(device)
+    ckpt = load_checkpoint(path / CHECKPOINT)
+    method.load_state_dict(ckpt["method"])
+    state = ckpt["state"]
+    augment = augment_for(train_set, cfg.data.augment, views=cfg.data.views)
+    previous: dict[str, Any] = {}
+    if (path / "summary.json").is_file():
+        previous = json.loads((path / "summary.json").read_text())
+    keep = ("epochs_done", "steps", "train_seconds", "images_per_second", "run_dir")
+    extra = {k: previous[k] for k in keep if k in previous}
+    extra.setdefault("steps", state["global_step"])
+    with torch.no_grad():
+        return evaluate_run(cfg, path, method, train_set, test_set, augment, device, extra)
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_report(summary: dict[str, Any]) -> str:
+    """A short human-readable report of a summary."""
+    lines = [
+        f"{summary['method']} on {summary['dataset']}: {_fmt(summary.get('epochs_done'), '.2f')} epochs, "
+        f"{_fmt(summary.get('train_seconds'), '.0f')} s, {_fmt(summary.get('images_per_second'), '.0f')} images/s",
+        f"  linear probe top-1 {_fmt(summary.get('linear_top1'))}%   (untrained encoder {_fmt(summary.get('untrained_linear_top1'))}%)",
+        f"  weighted kNN top-1 {_fmt(summary.get('knn_top1'))}%   (untrained encoder {_fmt(summary.get('untrained_knn_top1'))}%)",
+        f"  alignment {_fmt(summary.get('alignment'), '.3f')}  uniformity {_fmt(summary.get('uniformity'), '.3f')}  "
+        f"tolerance {_fmt(summary.get('tolerance'), '.3f')}  final τ {_fmt(summary.get('final_temperature'), '.3f')}",
+        f"  run directory: {summary.get('run_dir', '?')}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,273 @@
+"""The training loop: one function from a :class:`~contrastlab.config.Config` to a run directory.
+
+Per step: index-slice a batch from the on-device uint8 dataset, augment it into V views on the
+device, run the method's ``training_step`` under bf16 autocast (CPU) or AMP (CUDA), step the
+optimiser with a warmup-cosine learning rate computed from the step (no scheduler state), then the
+method's ``after_optimizer_step`` (EMA, enqueue). A checkpoint is written atomically after every
+epoch and on Ctrl-C; ``resume=True`` continues exactly where it stopped, down to the RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from contrastlab.config import Config, config_from_dict, config_to_dict
+from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, load_dataset
+from contrastlab.engine.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from contrastlab.engine.diagnostics import Diagnostics
+from contrastlab.engine.logging import RunLogger, progress_bar
+from contrastlab.engine.optim import build_optimizer, param_groups
+from contrastlab.engine.schedule import warmup_cosine
+from contrastlab.methods import Method, build_method
+
+__all__ = ["RunState", "TrainResult", "autocast_for", "prepare_run", "resolve_device", "train"]
+
+CHECKPOINT = "last.pt"
+
+
+@dataclass
+class RunState:
+    """Where training stands: what a checkpoint holds besides the weights."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    train_seconds: float = 0.0
+    images_seen: int = 0
+    done: bool = False
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` hands to the evaluation."""
+
+    run_dir: Path
+    method: Method
+    train_set: ImageDataset
+    test_set: ImageDataset
+    augment: MultiViewAugment
+    state: RunState
+    device: torch.device
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA if available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
+    """bf16 autocast on CPU, fp16/bf16 AMP on CUDA, nothing when disabled."""
+    if not enabled:
+        return nullcontext()
+    dtype = torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def default_run_dir(cfg: Config) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.method.name}-{cfg.data.dataset}-{stamp}"
+
+
+def prepare_run(cfg: Config) -> tuple[ImageDataset, ImageDataset, torch.device]:
+    """Threads, determinism, datasets on the device."""
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = resolve_device(cfg.train.device)
+    train_set = load_dataset(cfg.data.dataset, "train", root=cfg.data.data_dir, download=cfg.data.download)
+    test_set = load_dataset(cfg.data.dataset, "test", root=cfg.data.data_dir, download=cfg.data.download)
+    if cfg.data.train_subset is not None and cfg.data.train_subset < len(train_set):
+        g = torch.Generator().manual_seed(cfg.train.seed)
+        idx = torch.randperm(len(train_set), generator=g)[: cfg.data.train_subset]
+        train_set = train_set.subset(idx)
+    return train_set.to(device), test_set.to(device), device
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def _build_optimizer(cfg: Config, method: Method) -> torch.optim.Optimizer:
+    extra = method.extra_parameter_groups()
+    extra_ids = {id(p) for g in extra for p in g["params"]}  # type: ignore[attr-defined]
+    groups = param_groups(method, cfg.optim.weight_decay, exclude=extra_ids)
+    groups = groups + extra
+    opt = build_optimizer(
+        cfg.optim.name, groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+        momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
+    )
+    for group in opt.param_groups:
+        group.setdefault("base_lr", group["lr"])
+    return opt
+
+
+def _epoch_order(n: int, batch: int, seed: int, epoch: int, device: torch.device) -> Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    steps = n // batch
+    return perm[: steps * batch].view(steps, batch).to(device)
+
+
+def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None) -> TrainResult:
+    """Train ``cfg.method`` on ``cfg.data`` and return the trained method and the run's state.
+
+    Writes into the run directory: ``config.json``, ``metrics.jsonl``, TensorBoard events,
+    ``init_backbone.pt`` (the untrained encoder, for the baseline), ``last.pt`` checkpoints and
+    ``encoder.pt`` (final backbone weights).
+
+    Args:
+        cfg: the run's configuration.
+        resume: continue from ``run_dir/last.pt`` (its stored config must match).
+        run_dir: overrides ``cfg.train.out``.
+
+    Raises:
+        ConfigError: invalid configuration; CheckpointError: unreadable checkpoint on resume.
+    """
+    out = Path(run_dir or cfg.train.out or default_run_dir(cfg))
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.train.seed)
+    train_set, test_set, device = prepare_run(cfg)
+    if cfg.data.batch_size > len(train_set):
+        raise ValueError(f"data.batch_size ({cfg.data.batch_size}) exceeds the training set ({len(train_set)})")
+    method = build_method(cfg, in_channels=train_set.images.shape[1])
+    if method.needs_labels and not train_set.is_labeled:
+        raise ValueError(f"method {cfg.method.name!r} needs labels; dataset {cfg.data.dataset!r} has none")
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    method = method.to(device=device, memory_format=memory_format)
+    augment = augment_for(train_set, cfg.data.augment, views=cfg.data.views, channels_last=cfg.train.channels_last)
+    optimizer = _build_optimizer(cfg, method)
+    aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
+    state = RunState()
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        stored = config_from_dict(ckpt["config"])
+        if config_to_dict(stored)["method"] != config_to_dict(cfg)["method"]:
+            raise ValueError(f"cannot resume {ckpt_path}: its method config differs from this one")
+        method.load_state_dict(ckpt["method"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        restore_rng_state(ckpt["rng"])
+        aug_gen.set_state(ckpt["aug_generator"])
+        state = RunState(**ckpt["state"])
+    else:
+        torch.save(method.backbone.state_dict(), out / "init_backbone.pt")
+        (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+
+    result = TrainResult(out, method, train_set, test_set, augment, state, device)
+    if state.done:
+        return result
+    logger = RunLogger(out, quiet=cfg.train.quiet)
+    diagnostics = Diagnostics(cfg, test_set, augment, device) if cfg.train.diagnostics_every > 0 else None
+    steps_per_epoch = len(train_set) // cfg.data.batch_size
+    total_steps = max(1, cfg.train.epochs * steps_per_epoch)
+    warmup = int(cfg.optim.warmup_epochs * steps_per_epoch)
+    budget = None if cfg.train.max_time is None else cfg.train.max_time * 60.0
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, {
+            "method": method.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": capture_rng_state(),
+            "aug_generator": aug_gen.get_state(),
+            "state": dict(vars(state)),
+            "config": config_to_dict(cfg),
+        })
+
+    try:
+        while state.epoch < cfg.train.epochs and not state.done:
+            order = _epoch_order(len(train_set), cfg.data.batch_size, cfg.train.seed, state.epoch, device)
+            method.train()
+            losses: list[float] = []
+            epoch_start, epoch_images = time.perf_counter(), 0
+            bar = progress_bar(steps_per_epoch, f"epoch {state.epoch + 1}/{cfg.train.epochs}", quiet=cfg.train.quiet)
+            bar.update(state.step_in_epoch)
+            while state.step_in_epoch < steps_per_epoch:
+                t0 = time.perf_counter()
+                progress = state.global_step / total_steps
+                if budget is not None:
+                    progress = max(progress, state.train_seconds / budget)
+                lr = _set_lr(optimizer, warmup_cosine(state.global_step, total_steps, warmup, 1.0, cfg.optim.final_lr_frac)
+                             if budget is None else _time_lr(progress, state.global_step, warmup, cfg.optim.final_lr_frac))
+                idx = order[state.step_in_epoch]
+                images = train_set.images.index_select(0, idx)
+                labels = train_set.labels.index_select(0, idx)
+                views = augment(images, generator=aug_gen)
+                with autocast_for(device, cfg.train.amp):
+                    out_step = method.training_step(views, labels, step=state.global_step, progress=min(progress, 1.0))
+                loss = out_step.loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {float(loss)} at step {state.global_step}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                method.after_optimizer_step(step=state.global_step, progress=min(progress, 1.0))
+                dt = time.perf_counter() - t0
+                state.train_seconds += dt
+                state.global_step += 1
+                state.step_in_epoch += 1
+                state.images_seen += len(idx)
+                epoch_images += len(idx)
+                losses.append(float(loss.detach()))
+                tau = method.temperature_value(state.global_step)
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{len(idx) / dt:.0f}", lr=f"{lr:.2e}",
+                                tau="-" if tau is None else f"{tau:.3f}")
+                if budget is not None and state.train_seconds >= budget:
+                    state.done = True
+                    break
+            bar.close()
+            epoch_seconds = time.perf_counter() - epoch_start
+            finished_epoch = state.step_in_epoch >= steps_per_epoch
+            record: dict[str, Any] = {
+                "epoch": state.epoch + 1, "step": state.global_step,
+                "loss": sum(losses) / max(1, len(losses)), "lr": lr,
+                "images_per_second": epoch_images / max(epoch_seconds, 1e-9),
+                "train_seconds": state.train_seconds,
+            }
+            tau = method.temperature_value(state.global_step)
+            if tau is not None:
+                record["temperature"] = tau
+            if finished_epoch:
+                state.epoch += 1
+                state.step_in_epoch = 0
+            if diagnostics is not None and (state.epoch % cfg.train.diagnostics_every == 0 or state.done):
+                record.update(diagnostics(method, state.global_step))
+            logger.log(record)
+            if state.epoch % cfg.train.checkpoint_every == 0 or state.done or state.epoch >= cfg.train.epochs:
+                if state.epoch >= cfg.train.epochs:
+                    state.done = True
+                checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()
+        logger.close()
+        raise
+    logger.close()
+    torch.save(method.backbone.state_dict(), out / "encoder.pt")
+    return result
+
+
+def _time_lr(progress: float, step: int, warmup_steps: int, final_frac: float) -> float:
+    """LR factor for a wall-clock budget: warmup by steps, then cosine over the budget's fraction."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    p = min(max(progress, 0.0), 1.0)
+    return final_frac + (1.0 - final_frac) * 0.5 * (1.0 + math.cos(math.pi * p))
