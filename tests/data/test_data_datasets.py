@@ -48,7 +48,7 @@ def test_fashion_mnist_stats_table_matches_data(fashion_train: ImageDataset) -> 
 
 
 def test_unknown_name_and_split_list_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="cifar10.*fashion-mnist.*svhn"):
+    with pytest.raises(ValueError, match=r"cifar10.*fashion-mnist.*svhn"):
         load_dataset("imagenet")
     with pytest.raises(ValueError, match="train, test"):
         load_dataset("cifar10", "unlabeled")
@@ -82,7 +82,7 @@ def test_idx_corrupt_file_named(tmp_path: Path, fmt, damage: str) -> None:
         fmt.truncate(bad, 0.6)
     else:
         bad.write_bytes(b"not gzip at all")
-    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz"):
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz"):
         load_dataset("mnist", root=tmp_path)
 
 
@@ -133,7 +133,7 @@ def test_cifar_truncated_and_malicious(tmp_path: Path, fmt) -> None:
             return (print, ("pwned",))
 
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": Evil()}))
-    with pytest.raises(ValueError, match="test_batch.*refusing"):
+    with pytest.raises(ValueError, match=r"test_batch.*refusing"):
         load_dataset("cifar10", "test", root=tmp_path)
 
 
@@ -155,10 +155,10 @@ def test_stl10_corrupt(tmp_path: Path, fmt) -> None:
     folder = tmp_path / "stl10_binary"
     fmt.write_stl10(folder)
     fmt.truncate(folder / "unlabeled_X.bin", 0.7)
-    with pytest.raises(ValueError, match="unlabeled_X.bin"):
+    with pytest.raises(ValueError, match=r"unlabeled_X.bin"):
         load_dataset("stl10", "unlabeled", root=tmp_path)
     np.zeros(4, np.uint8).tofile(folder / "train_y.bin")  # label 0 is invalid (1-based)
-    with pytest.raises(ValueError, match="train_y.bin.*1-based"):
+    with pytest.raises(ValueError, match=r"train_y.bin.*1-based"):
         load_dataset("stl10", "train", root=tmp_path)
 
 
@@ -176,10 +176,10 @@ def test_svhn_mat(tmp_path: Path, fmt, compress: bool) -> None:
 def test_svhn_corrupt(tmp_path: Path, fmt) -> None:
     fmt.write_svhn(tmp_path / "test_32x32.mat")
     fmt.truncate(tmp_path / "test_32x32.mat", 0.5)
-    with pytest.raises(ValueError, match="test_32x32.mat"):
+    with pytest.raises(ValueError, match=r"test_32x32.mat"):
         load_dataset("svhn", "test", root=tmp_path)
     (tmp_path / "test_32x32.mat").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(600))
-    with pytest.raises(ValueError, match="v7.3"):
+    with pytest.raises(ValueError, match=r"v7.3"):
         load_dataset("svhn", "test", root=tmp_path)
 
 
@@ -208,7 +208,7 @@ def test_image_folder_unlabeled_and_errors(tmp_path: Path, fmt) -> None:
     ds = load_dataset("folder", root=tmp_path, image_size=(8, 8))
     assert ds.labels.tolist() == [-1, -1] and ds.classes == ()
     (tmp_path / "c.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(ValueError, match="c.png"):
+    with pytest.raises(ValueError, match=r"c.png"):
         load_dataset("folder", root=tmp_path, image_size=8)
     with pytest.raises(ValueError, match="root="):
         load_dataset("image-folder")

@@ -1,0 +1,184 @@
+"""Batched multi-view augmentation: shapes, ranges, per-sample randomness, reproducibility."""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import random
+
+import pytest
+import torch
+
+from contrastlab.data import PRESETS, MultiViewAugment, ViewSpec, augment_view, make_augment
+from contrastlab.data import augment_ops as ops
+
+RGB_MEAN, RGB_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+PLAIN = ViewSpec(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, gray_p=0.0)
+
+
+def _batch(b: int = 16, c: int = 3, side: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, c, side, side), generator=g, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_shapes_dtypes_and_distinct_views(preset: str) -> None:
+    channels = 1 if preset.startswith("grayscale") else 3
+    side = 28 if channels == 1 else 32
+    aug = make_augment(preset, (0.5,) * channels, (0.25,) * channels, views=3)
+    x = _batch(8, channels, side)
+    views = aug(x, seed=0)
+    assert len(views) == 3
+    for view in views:
+        assert view.shape == (8, channels, side, side) and view.dtype == torch.float32
+        assert torch.isfinite(view).all()
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not torch.allclose(views[i], views[j])
+    # every sample differs between two views (its own parameters)
+    per_sample = (views[0] - views[1]).flatten(1).abs().amax(dim=1)
+    assert (per_sample > 0).all()
+
+
+def test_same_seed_same_views_and_generator_advances() -> None:
+    aug = make_augment("byol", RGB_MEAN, RGB_STD, views=2)
+    x = _batch()
+    first, again = aug(x, seed=7), aug(x, seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(aug(x, seed=8)[0], first[0])
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(aug(x, generator=g1)[1], aug(x, generator=g2)[1])
+    assert not torch.equal(aug(x, generator=g1)[1], aug(x, generator=torch.Generator()
+                                                          .manual_seed(3))[1])
+    torch.manual_seed(11)
+    a = aug(x)
+    torch.manual_seed(11)
+    assert torch.equal(aug(x)[0], a[0])  # no seed: follows torch.manual_seed
+
+
+def test_size_channels_last_and_errors() -> None:
+    aug = make_augment("simclr-imagenet", RGB_MEAN, RGB_STD, size=24, channels_last=True)
+    views = aug(_batch(4, 3, 40), seed=0)
+    assert views[0].shape == (4, 3, 24, 24)
+    assert views[0].is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="uint8"):
+        aug(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="channels"):
+        aug(_batch(2, 1, 8))
+    with pytest.raises(ValueError, match="known presets"):
+        make_augment("nope", RGB_MEAN, RGB_STD)
+    with pytest.raises(ValueError, match="scale"):
+        ViewSpec(scale=(0.0, 1.0))
+
+
+def test_identity_spec_is_normalisation_only() -> None:
+    x = _batch(4)
+    (view,) = MultiViewAugment([PLAIN], RGB_MEAN, RGB_STD, views=1)(x, seed=0)
+    expected = (x.float() / 255 - 0.5) / 0.25
+    torch.testing.assert_close(view, expected, atol=1e-5, rtol=0)
+
+
+def test_crop_boxes_stay_in_range() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, h, w = 20000, 32, 32
+    boxes = ops.sample_crop_boxes(n, h, w, (0.08, 1.0), (3 / 4, 4 / 3), g)
+    top, left, bh, bw = boxes.unbind(1)
+    assert (top >= 0).all() and (left >= 0).all()
+    assert (top + bh <= h).all() and (left + bw <= w).all()
+    area = bh * bw / (h * w)
+    # rounding to whole pixels moves the area a little outside [0.08, 1]
+    assert area.min() >= 0.06 and area.max() <= 1.0
+    # oracle: torchvision's per-sample loop (rejection of boxes that do not fit), in Python
+    rng = random.Random(0)
+    areas = []
+    for _ in range(n):
+        for _attempt in range(10):
+            target = rng.uniform(0.08, 1.0) * h * w
+            aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+            if 0 < cw <= w and 0 < ch <= h:
+                areas.append(cw * ch / (h * w))
+                break
+        else:
+            areas.append(1.0)
+    assert area.mean().item() == pytest.approx(sum(areas) / n, abs=0.01)
+    aspect = bw / bh
+    assert aspect.min() >= 0.6 and aspect.max() <= 1.6
+
+
+def test_resized_crop_matches_slicing_and_flip() -> None:
+    x = torch.rand(2, 3, 16, 16)
+    boxes = torch.tensor([[2.0, 3.0, 8.0, 8.0], [0.0, 0.0, 16.0, 16.0]])
+    crop = ops.resized_crop(x[:1], boxes[:1], torch.tensor([False]), (8, 8))
+    torch.testing.assert_close(crop[0], x[0, :, 2:10, 3:11], atol=1e-5, rtol=0)
+    out = ops.resized_crop(x, boxes, torch.tensor([False, True]), (8, 16))
+    # sample 1: full image, mirrored, rows subsampled by 2 -> average of row pairs
+    expected = x[1].flip(-1).view(3, 8, 2, 16).mean(dim=2)
+    torch.testing.assert_close(out[1], expected, atol=1e-5, rtol=0)
+
+
+def test_flip_rate_and_grayscale_rate() -> None:
+    n = 4000
+    x = torch.zeros(n, 3, 4, 4, dtype=torch.uint8)
+    x[:, 0, :, 0] = 255  # red left column: a mirror moves it to the right
+    flipped = augment_view(x.float() / 255, ViewSpec(scale=(1, 1), ratio=(1, 1), jitter_p=0,
+                                                     gray_p=0.2), (4, 4),
+                           torch.Generator().manual_seed(0))
+    rate = (flipped[:, :, :, 3].sum(dim=(1, 2)) > 0).float().mean().item()
+    assert rate == pytest.approx(0.5, abs=0.04)
+    gray = (flipped[:, 0] == flipped[:, 1]).flatten(1).all(dim=1).float().mean().item()
+    assert gray == pytest.approx(0.2, abs=0.03)
+
+
+def test_jitter_factors_in_range_and_probability() -> None:
+    n = 4000
+    x = torch.full((n, 1, 2, 2), 0.5)
+    spec = ViewSpec(scale=(1, 1), ratio=(1, 1), flip_p=0, brightness=0.4, contrast=0.0,
+                    saturation=0.0, hue=0.0, jitter_p=0.8, gray_p=0)
+    out = augment_view(x, spec, (2, 2), torch.Generator().manual_seed(1))[:, 0, 0, 0] / 0.5
+    assert out.min() >= 0.6 - 1e-6 and out.max() <= 1.4 + 1e-6
+    changed = ((out - 1).abs() > 1e-6).float().mean().item()
+    assert changed == pytest.approx(0.8, abs=0.03)
+
+
+def test_hue_matches_colorsys_and_saturation_contrast_limits() -> None:
+    x = torch.rand(3, 3, 4, 4)
+    x[0, :, 0, 0] = 0.5  # a grey pixel
+    shift = torch.tensor([0.1, -0.3, 0.5])
+    out = ops.adjust_hue(x, shift)
+    ref = torch.empty_like(x)
+    for b in range(3):
+        for i in range(4):
+            for j in range(4):
+                h, s, v = colorsys.rgb_to_hsv(*x[b, :, i, j].tolist())
+                ref[b, :, i, j] = torch.tensor(colorsys.hsv_to_rgb((h + shift[b].item()) % 1, s, v))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    gray = ops.adjust_saturation(x, torch.zeros(3))
+    torch.testing.assert_close(gray, ops.grayscale(x).expand_as(x))
+    flat = ops.adjust_contrast(x, torch.zeros(3))
+    torch.testing.assert_close(flat, ops.grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+                               .expand_as(x))
+    torch.testing.assert_close(ops.adjust_brightness(x, torch.ones(3)), x)
+
+
+def test_blur_and_solarize() -> None:
+    x = torch.rand(4, 3, 16, 16)
+    blurred = ops.gaussian_blur(x, torch.full((4,), 2.0), 5)
+    assert blurred.std() < x.std()
+    torch.testing.assert_close(ops.solarize(torch.tensor([0.2, 0.5, 0.9])),
+                               torch.tensor([0.2, 0.5, 0.1]))
+    spec = PRESETS["byol"][1]
+    assert spec.solarize_p == 0.2 and spec.blur_p == 0.1 and PRESETS["byol"][0].blur_p == 1.0
+
+
+def test_simclr_parameters_follow_the_paper() -> None:
+    (cifar,) = PRESETS["simclr-cifar"]
+    assert (cifar.brightness, cifar.contrast, cifar.saturation, cifar.hue) == pytest.approx(
+        (0.4, 0.4, 0.4, 0.1))
+    assert cifar.jitter_p == 0.8 and cifar.gray_p == 0.2 and cifar.blur_p == 0.0
+    assert cifar.scale == (0.08, 1.0) and cifar.ratio == pytest.approx((3 / 4, 4 / 3))
+    (imnet,) = PRESETS["simclr-imagenet"]
+    assert imnet.hue == pytest.approx(0.2) and imnet.blur_p == 0.5
+    (gray,) = PRESETS["grayscale"]
+    assert gray.hue == 0 and gray.saturation == 0 and gray.gray_p == 0
+    assert not math.isnan(gray.brightness)
