@@ -351,8 +351,9 @@ def metric_effective_rank(z) -> float:
     return math.exp(h)
 
 
-def metric_hardness(z1, z2, tau: float) -> dict[str, np.ndarray]:
-    """Per anchor i of z1: positive z2_i; negatives all other 2N-2 rows of [z1; z2]."""
+def metric_hardness(z1, z2, tau: Tau) -> dict[str, np.ndarray]:
+    """Per anchor i of z1: positive z2_i; negatives all other 2N-2 rows of [z1; z2].
+    ``tau`` is a float or a per-logit callable tau(s, positive)."""
     a, b = _np_unit(z1), _np_unit(z2)
     n = a.shape[0]
     allz = np.concatenate([a, b])
@@ -360,8 +361,13 @@ def metric_hardness(z1, z2, tau: float) -> dict[str, np.ndarray]:
     for i in range(n):
         keep = np.ones(2 * n, dtype=bool)
         keep[i] = keep[n + i] = False
-        s_neg = allz[keep] @ a[i] / tau
-        s_pos = float(a[i] @ b[i]) / tau
+        sims = allz[keep] @ a[i]
+        sp = float(a[i] @ b[i])
+        if callable(tau):
+            s_neg = np.array([s / tau(float(s), False) for s in sims])
+            s_pos = sp / tau(sp, True)
+        else:
+            s_neg, s_pos = sims / tau, sp / tau
         m = max(float(s_neg.max()), s_pos)
         w = np.exp(s_neg - m)
         r = w / w.sum()

@@ -302,6 +302,18 @@ def test_supcon_matches_oracle(reduction, variant, contrast_mode, positives):
         assert out.shape == ((n * v,) if contrast_mode == "all" else (n,))
 
 
+def test_supcon_bool_mask_equals_float_mask():
+    features = rand(5, 2, 3, seed=77)
+    g = torch.Generator().manual_seed(78)
+    mask = torch.rand(5, 5, generator=g) < 0.5
+    for variant in ("out", "in"):
+        a = supcon(features, mask=mask, variant=variant, reduction="none")
+        b = supcon(features, mask=mask.to(F64), variant=variant, reduction="none")
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a, O.supcon(features, mask=mask, variant=variant,
+                                               reduction="none"), rtol=RTOL, atol=ATOL)
+
+
 def test_supcon_default_temperature_and_modes():
     features = rand(4, 2, 3, seed=21)
     labels = torch.tensor([0, 1, 1, 0])
@@ -446,6 +458,15 @@ def test_hard_simple_default_lambda_is_large_tau_limit_of_hard_nt_xent(top_k):
         assert (hn - approx).abs().max() <= 1.0 / tau**2
 
 
+def test_hard_simple_alpha():
+    z1, z2, neg = rand(5, 3, seed=74), rand(5, 3, seed=75), rand(2, 3, seed=76)
+    # 2N - 2 + K = 10 negatives; alpha = 0.25 -> ceil(2.5) = 3
+    compare(lambda z1, z2, neg: hard_simple_loss(z1, z2, 0.4, alpha=0.25, negatives=neg,
+                                                 reduction="none"),
+            lambda z1, z2, neg: O.simple(z1, z2, 0.4, negatives=neg, top_k=3, reduction="none"),
+            z1=z1, z2=z2, neg=neg)
+
+
 def test_hard_simple_with_all_negatives_equals_simple():
     z1, z2 = rand(4, 3, seed=42), rand(4, 3, seed=43)
     torch.testing.assert_close(hard_simple_loss(z1, z2, 0.5, top_k=6, reduction="none"),
@@ -500,6 +521,18 @@ def test_hard_nt_xent_dropped_negatives_get_zero_gradient():
             assert torch.count_nonzero(grad[k]) == 0, (i, k)
         for k in kept:
             assert grad[k].abs().max() > 0
+
+
+def test_hard_nt_xent_selects_negatives_by_similarity_not_by_logit():
+    """With DySTreSS(0.01, 1), s/τ(s) is not monotone in s (0.2/τ(0.2) ≈ 1.9 > 0.9/τ(0.9)
+    ≈ 0.92): the top_k negatives are the most similar ones (SPEC §2), not the largest logits."""
+    tau = lambda s, p: O.dystress_tau(s, 0.01, 1.0)  # noqa: E731
+    for seed in range(5):
+        z1, z2 = rand(6, 3, seed=80 + seed), rand(6, 3, seed=90 + seed)
+        compare(lambda z1, z2: hard_nt_xent(z1, z2, DySTreSS(0.01, 1.0), top_k=2,
+                                            reduction="none"),
+                lambda z1, z2: O.hard_nt_xent(z1, z2, tau, top_k=2, reduction="none"),
+                z1=z1, z2=z2)
 
 
 @pytest.mark.parametrize("case", ["dystress", "posneg_float"])

@@ -57,6 +57,9 @@ def test_uniformity_matches_oracle(t):
     assert isinstance(got, float)
     assert got == pytest.approx(O.metric_uniformity(z, t), rel=REL)
     assert uniformity(z) == pytest.approx(O.metric_uniformity(z, 2), rel=REL)
+    # raw inputs are normalised: positive row scales do not matter
+    scaled = z * torch.exp(rand(2500, 1, seed=30))
+    assert uniformity(scaled, t=t) == pytest.approx(O.metric_uniformity(z, t), rel=REL)
 
 
 def test_uniformity_of_concentrated_embeddings_is_smaller():
@@ -128,6 +131,28 @@ def test_hardness_float32_entropy_monotone_and_policy():
     fixed = hardness(z1, z2, Fixed(0.2))
     for field in HARDNESS_FIELDS:
         torch.testing.assert_close(getattr(fixed, field), getattr(res, field))
+
+
+def _policy_cases():
+    from contrastlab.temperature import Cosine, DySTreSS, PosNeg
+
+    return {
+        "dystress": (DySTreSS(0.05, 0.5), None, lambda s, p: O.dystress_tau(s, 0.05, 0.5)),
+        "posneg": (PosNeg(positive=0.1, negative=0.5), None, O.posneg_tau(0.1, 0.5)),
+        "cosine": (Cosine(tau_min=0.1, tau_max=1.0, period=10), 3, O.cosine_tau(3, 0.1, 1.0, 10)),
+    }
+
+
+@pytest.mark.parametrize("case", ["dystress", "posneg", "cosine"])
+def test_hardness_with_policies_matches_oracle(case):
+    pol, step, tau = _policy_cases()[case]
+    z1 = rand(300, 6, seed=31)
+    z2 = z1 + rand(300, 6, seed=32)
+    res = hardness(z1, z2, pol, step=step)
+    ref = O.metric_hardness(z1, z2, tau)
+    for field in HARDNESS_FIELDS:
+        np.testing.assert_allclose(getattr(res, field).detach().to(F64).numpy(), ref[field],
+                                   rtol=1e-5, atol=1e-9, err_msg=field)
 
 
 # ---------------------------------------------------------------------- closed forms
