@@ -16,7 +16,7 @@ from contrastlab.losses._common import (
     tau_fn,
 )
 from contrastlab.losses.supcon import supcon
-from contrastlab.ops import Backend, contrastive_loss
+from contrastlab.ops import Backend, check_embeddings, contrastive_loss
 from contrastlab.temperature import TemperatureLike
 
 __all__ = ["hard_nt_xent", "multiview_nt_xent", "nt_xent"]
@@ -142,6 +142,9 @@ def multiview_nt_xent(
         views: ``(N, V, D)`` embeddings, N ≥ 2 samples, V ≥ 2 views.
         temperature, reduction, step, backend: as in :func:`nt_xent`; "none" gives ``(N·V,)``.
     """
-    if hasattr(views, "dim") and views.dim() == 3 and views.shape[1] < 2:
-        raise ValueError(f"views must have shape (N, V, D) with V >= 2; got {tuple(views.shape)}")
+    check_embeddings(views, "views", ndim=3)
+    if views.shape[0] < 2 or views.shape[1] < 2:
+        raise ValueError(
+            f"views must have shape (N, V, D) with N >= 2 samples and V >= 2 views; got {tuple(views.shape)}"
+        )
     return supcon(views, temperature=temperature, reduction=reduction, step=step, backend=backend)

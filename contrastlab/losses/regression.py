@@ -13,7 +13,9 @@ from contrastlab.ops import check_embeddings, check_same_shape, normalize
 __all__ = ["align_uniform_loss", "alignment_loss", "byol_loss", "uniformity_loss"]
 
 
-def byol_loss(p: Tensor, z: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+def byol_loss(
+    p: Tensor, z: Tensor, *, reduction: Reduction = "mean", step: int | None = None
+) -> Tensor:
     """BYOL's regression loss (Grill et al. 2020): ``2 − 2·cos(p_i, z_i)`` per pair.
 
     ``z`` (the target network's projection) is detached here: no gradient reaches it. Symmetrise
@@ -23,6 +25,7 @@ def byol_loss(p: Tensor, z: Tensor, *, reduction: Reduction = "mean") -> Tensor:
         p: ``(N, D)`` online predictions.
         z: ``(N, D)`` target projections.
         reduction: "mean" / "sum" / "none" (``(N,)``).
+        step: unused (no temperature); accepted so every loss has one calling convention.
     """
     check_reduction(reduction)
     check_embeddings(p, "p")
@@ -87,6 +90,7 @@ def align_uniform_loss(
     unif_weight: float = 1.0,
     alpha: float = 2.0,
     t: float = 2.0,
+    step: int | None = None,
 ) -> Tensor:
     """Wang & Isola's training loss: ``w_a·L_align + w_u·(L_unif(z1) + L_unif(z2))/2``.
 
@@ -95,6 +99,7 @@ def align_uniform_loss(
         align_weight, unif_weight: the weights (the paper's best ImageNet-100 setting is 3 and 1
             with t = 3).
         alpha, t: as in :func:`alignment_loss` and :func:`uniformity_loss`.
+        step: unused (no temperature); accepted so every loss has one calling convention.
     """
     align = alignment_loss(z1, z2, alpha)
     unif = (uniformity_loss(z1, t) + uniformity_loss(z2, t)) / 2.0

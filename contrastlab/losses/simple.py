@@ -44,6 +44,7 @@ def simple_loss(
     *,
     negatives: Tensor | None = None,
     reduction: Reduction = "mean",
+    step: int | None = None,
 ) -> Tensor:
     """The simple contrastive loss of Wang & Liu: ``L(i) = −s_ii + λ Σ_{j≠i} s_ij``.
 
@@ -57,6 +58,7 @@ def simple_loss(
         lam: weight λ ≥ 0 of the negatives, or None for ``1/n_negatives``.
         negatives: ``(K, D)`` external negatives.
         reduction: "mean" / "sum" / "none" (``(2N,)``).
+        step: unused (no temperature); accepted so every loss has one calling convention.
     """
     check_reduction(reduction)
     setup = pair_setup(z1, z2, negatives)
@@ -78,6 +80,7 @@ def hard_simple_loss(
     alpha: float | None = None,
     negatives: Tensor | None = None,
     reduction: Reduction = "mean",
+    step: int | None = None,
 ) -> Tensor:
     """HardSimple (Wang & Liu): ``L(i) = −s_ii + λ Σ_{k ∈ top-K negatives of i} s_ik``.
 
@@ -91,6 +94,7 @@ def hard_simple_loss(
         alpha: fraction of negatives in (0, 1].
         negatives: ``(K, D)`` external negatives.
         reduction: "mean" / "sum" / "none" (``(2N,)``).
+        step: unused (no temperature); accepted so every loss has one calling convention.
     """
     check_reduction(reduction)
     setup = pair_setup(z1, z2, negatives)

@@ -77,6 +77,9 @@ class Fixed(TemperaturePolicy):
     ) -> Tensor:
         return torch.tensor(self.tau, dtype=sim.dtype, device=sim.device)
 
+    def value(self, step: int | None = None) -> float:
+        return self.tau
+
     def extra_repr(self) -> str:
         return f"tau={self.tau}"
 
