@@ -681,3 +681,20 @@ def test_every_registry_loss_accepts_step(name):
     ex = spec.example(4, 3, dtype=F64, generator=torch.Generator().manual_seed(73))
     torch.testing.assert_close(spec.fn(**ex, step=None), spec.fn(**ex))
     torch.testing.assert_close(spec.fn(**ex, step=5), spec.fn(**ex))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 5e-2)], ids=str)
+@pytest.mark.parametrize("name", sorted(EXPECTED_NAMES))
+def test_registry_low_precision_close_to_oracle(name, dtype, tol):
+    """float32 / bfloat16 inputs: the value stays close to the float64 oracle evaluated on the
+    same (rounded) inputs."""
+    spec = LOSSES[name]
+    ex64 = spec.example(6, 8, dtype=F64, generator=torch.Generator().manual_seed(79))
+    low = {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v
+           for k, v in ex64.items()}
+    rounded = {k: v.to(F64) if torch.is_tensor(v) and v.is_floating_point() else v
+               for k, v in low.items()}
+    out = spec.fn(**low, **({"temperature": 0.3} if spec.uses_temperature else {}))
+    assert torch.isfinite(out.float()).all()
+    ref = registry_oracle(name, rounded, 0.3)
+    assert abs(float(out) - float(ref)) <= tol * max(1.0, abs(float(ref))), (float(out), float(ref))
