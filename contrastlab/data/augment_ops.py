@@ -75,16 +75,18 @@ def resized_crop(
     Returns:
         float (B, C, H', W').
     """
-    b, c, height, width = images.shape
+    b, _, height, width = images.shape
     boxes = boxes.to(images.device, images.dtype)
     top, left, h, w = boxes.unbind(1)
     sign = 1.0 - 2.0 * flip.to(images.device, images.dtype)
-    theta = torch.zeros(b, 2, 3, device=images.device, dtype=images.dtype)
-    theta[:, 0, 0] = sign * w / width
-    theta[:, 0, 2] = (2 * left + w) / width - 1
-    theta[:, 1, 1] = h / height
-    theta[:, 1, 2] = (2 * top + h) / height - 1
-    grid = torch.nn.functional.affine_grid(theta, [b, c, *size], align_corners=False)
+    # The map has no rotation or shear, so the sampling grid is an outer sum of two axes
+    # (what affine_grid would compute with a batched matmul).
+    out_h, out_w = size
+    base_x = (torch.arange(out_w, device=images.device, dtype=images.dtype) * 2 + 1) / out_w - 1
+    base_y = (torch.arange(out_h, device=images.device, dtype=images.dtype) * 2 + 1) / out_h - 1
+    gx = (sign * w / width).view(b, 1) * base_x + ((2 * left + w) / width - 1).view(b, 1)
+    gy = (h / height).view(b, 1) * base_y + ((2 * top + h) / height - 1).view(b, 1)
+    grid = torch.stack(torch.broadcast_tensors(gx.view(b, 1, out_w), gy.view(b, out_h, 1)), -1)
     return torch.nn.functional.grid_sample(
         images, grid, mode="bilinear", padding_mode="border", align_corners=False
     )
@@ -135,10 +137,12 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     is_g = (maxc == g) & ~is_r
     sixths = torch.where(is_r, (g - b) * inv,
                          torch.where(is_g, (b - r) * inv + 2.0, (r - g) * inv + 4.0))
-    sixths = sixths + 6.0 * _per_sample(shift, images)
+    sixths = torch.remainder(sixths + 6.0 * _per_sample(shift, images), 6.0)  # (B, 1, H, W)
     offsets = torch.tensor([5.0, 3.0, 1.0], device=images.device, dtype=images.dtype)
-    k = torch.remainder(sixths + offsets.view(1, 3, 1, 1), 6.0)
-    return maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    k = sixths + offsets.view(1, 3, 1, 1)  # in [1, 11): wrap once into [0, 6)
+    k = torch.where(k >= 6.0, k - 6.0, k)
+    # min(k, 4 - k) == 2 - |k - 2|
+    return maxc - chroma * (2.0 - (k - 2.0).abs_()).clamp_(0.0, 1.0)
 
 
 def color_jitter(
