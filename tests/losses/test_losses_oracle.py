@@ -23,7 +23,7 @@ from contrastlab.losses import (
     supcon,
     uniformity_loss,
 )
-from contrastlab.temperature import Cosine, DySTreSS, Fixed, PosNeg
+from contrastlab.temperature import Cosine, DySTreSS, Fixed, Learnable, PosNeg
 
 F64 = torch.float64
 RTOL, ATOL = 1e-9, 1e-10
@@ -698,3 +698,168 @@ def test_registry_low_precision_close_to_oracle(name, dtype, tol):
     assert torch.isfinite(out.float()).all()
     ref = registry_oracle(name, rounded, 0.3)
     assert abs(float(out) - float(ref)) <= tol * max(1.0, abs(float(ref))), (float(out), float(ref))
+
+
+# --------------------------------------------------------- tiled kernel, tiny tiles
+try:  # the memory-bounded kernel's tile geometry can be forced for a block of code
+    from contrastlab.ops.tiled import tiled_options
+except ImportError:  # pragma: no cover - kernel not there yet
+    tiled_options = None
+
+TILES = [{"rows": 1, "cols": 1}, {"rows": 3, "cols": 5}, {"rows": 4, "cols": 2}]
+STORE = {"recompute": 0, "store": 1 << 30}
+
+
+def _tiled_cases():
+    n, d = 5, 4
+    labels = torch.tensor([0, 1, 0, 2, 1])
+    qlabels = torch.tensor([0, 1, 2, 0, 1, 1])
+    mask = torch.tensor([[1, 0, 1, 0, 0], [1, 0, 0, 0, 1], [0, 0, 1, 1, 0],
+                         [0, 0, 0, 0, 0], [0, 1, 0, 1, 1]], dtype=F64)
+    dys = lambda s, p: O.dystress_tau(s)  # noqa: E731
+    pair = {"z1": rand(n, d, seed=100), "z2": rand(n, d, seed=101),
+            "negatives": rand(3, d, seed=102)}
+    feats = {"features": rand(n, 3, d, seed=103)}
+    mo = {"q": rand(n, d, seed=104), "k": rand(n, d, seed=105), "queue": rand(6, d, seed=106)}
+    return {
+        "nt_xent": (pair, lambda z1, z2, negatives, b: nt_xent(
+            z1, z2, 0.2, negatives=negatives, reduction="none", backend=b),
+            lambda z1, z2, negatives: O.nt_xent(z1, z2, 0.2, negatives=negatives,
+                                                reduction="none")),
+        "nt_xent_dystress": (pair, lambda z1, z2, negatives, b: nt_xent(
+            z1, z2, DySTreSS(), negatives=negatives, reduction="none", backend=b),
+            lambda z1, z2, negatives: O.nt_xent(z1, z2, dys, negatives=negatives,
+                                                reduction="none")),
+        "nt_xent_posneg": (pair, lambda z1, z2, negatives, b: nt_xent(
+            z1, z2, PosNeg(positive=0.1, negative=0.5), negatives=negatives, reduction="none",
+            backend=b),
+            lambda z1, z2, negatives: O.nt_xent(z1, z2, O.posneg_tau(0.1, 0.5),
+                                                negatives=negatives, reduction="none")),
+        "multiview": (feats, lambda features, b: multiview_nt_xent(
+            features, 0.3, reduction="none", backend=b),
+            lambda features: O.supcon(features, torch.arange(n), tau=0.3, reduction="none")),
+        "supcon_in_labels": (feats, lambda features, b: supcon(
+            features, labels, temperature=0.3, variant="in", reduction="none", backend=b),
+            lambda features: O.supcon(features, labels, tau=0.3, variant="in",
+                                      reduction="none")),
+        "supcon_out_mask_one": (feats, lambda features, b: supcon(
+            features, mask=mask, temperature=0.3, contrast_mode="one", reduction="none",
+            backend=b),
+            lambda features: O.supcon(features, mask=mask, tau=0.3, contrast_mode="one",
+                                      reduction="none")),
+        "supcon_mean_dystress": (feats, lambda features, b: supcon(
+            features, labels, temperature=DySTreSS(), backend=b),
+            lambda features: O.supcon(features, labels, tau=dys)),
+        "moco_supervised": (mo, lambda q, k, queue, b: moco_info_nce(
+            q, k, queue, 0.2, labels=labels, queue_labels=qlabels, reduction="none", backend=b),
+            lambda q, k, queue: O.moco(q, k, queue, 0.2, labels=labels, queue_labels=qlabels,
+                                       reduction="none")),
+        "moco_dystress": (mo, lambda q, k, queue, b: moco_info_nce(
+            q, k, queue, DySTreSS(), reduction="none", backend=b),
+            lambda q, k, queue: O.moco(q, k, queue, dys, reduction="none")),
+        "hard_nt_xent": (pair, lambda z1, z2, negatives, b: hard_nt_xent(
+            z1, z2, 0.2, top_k=3, negatives=negatives, reduction="none", backend=b),
+            lambda z1, z2, negatives: O.hard_nt_xent(z1, z2, 0.2, top_k=3, negatives=negatives,
+                                                     reduction="none")),
+        "hard_nt_xent_dystress_alpha": (pair, lambda z1, z2, negatives, b: hard_nt_xent(
+            z1, z2, DySTreSS(0.01, 1.0), alpha=0.5, negatives=negatives, reduction="none",
+            backend=b),
+            lambda z1, z2, negatives: O.hard_nt_xent(
+                z1, z2, lambda s, p: O.dystress_tau(s, 0.01, 1.0), alpha=0.5,
+                negatives=negatives, reduction="none")),
+    }
+
+
+def _need_tiles():
+    if tiled_options is None:
+        pytest.skip("contrastlab.ops.tiled not available")
+
+
+@pytest.mark.parametrize("store", sorted(STORE))
+@pytest.mark.parametrize("tiles", TILES, ids=lambda t: f"{t['rows']}x{t['cols']}")
+@pytest.mark.parametrize("case", sorted(_tiled_cases()))
+def test_tiled_kernel_with_tiny_tiles_matches_oracle(case, tiles, store):
+    """Many tiles (down to 1×1): values and gradients equal the oracle's, with the exponential
+    tiles stored for the backward or recomputed."""
+    _need_tiles()
+    inputs, lib, ora = _tiled_cases()[case]
+    with tiled_options(store_bytes=STORE[store], **tiles):
+        compare(lambda **kw: lib(**kw, b="tiled"), ora, **inputs)
+
+
+@pytest.mark.parametrize("tiles", TILES, ids=lambda t: f"{t['rows']}x{t['cols']}")
+def test_tiled_kernel_learnable_and_grad_carrying_pair_tau(tiles):
+    """A scalar τ with a gradient (Learnable) and a per-pair τ with a gradient (PosNeg of a
+    Learnable): the gradient on log_scale equals the oracle's."""
+    _need_tiles()
+    z1, z2, neg = rand(5, 4, seed=107), rand(5, 4, seed=108), rand(3, 4, seed=109)
+    for make_tau in ("learnable", "posneg_learnable"):
+        pol = Learnable(init=0.2)
+        policy = pol if make_tau == "learnable" else PosNeg(positive=pol, negative=0.5)
+        a, b = z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)
+        with tiled_options(**tiles):
+            out = nt_xent(a, b, policy, negatives=neg, reduction="none", backend="tiled")
+            w = rand(10, seed=110)
+            (out * w).sum().backward()
+        ls = torch.tensor(math.log(1 / 0.2), dtype=F64, requires_grad=True)
+        oa, ob = z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)
+        tau = O.learnable_tau(ls, 0.01)
+        if make_tau == "posneg_learnable":
+            def tau(s, p, ls=ls):
+                return O.learnable_tau(ls, 0.01) if p else 0.5
+            ref = _nt_xent_tensor_tau(oa, ob, tau, neg)
+        else:
+            ref = O.nt_xent(oa, ob, tau, negatives=neg, reduction="none")
+        (ref * w).sum().backward()
+        torch.testing.assert_close(out.detach().to(F64), ref.detach(), rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(a.grad, oa.grad, rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(b.grad, ob.grad, rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(pol.log_scale.grad.to(F64).reshape(()), ls.grad, rtol=1e-5,
+                                   atol=1e-8)
+
+
+def _nt_xent_tensor_tau(z1, z2, tau, negatives):
+    """The oracle with a τ callable that returns a differentiable tensor (not frozen)."""
+    return O.nt_xent(z1, z2, lambda s, p: tau(s, p), negatives=negatives, reduction="none",
+                     detach_tau=False)
+
+
+@pytest.mark.parametrize("tau", [0.01, 0.05])
+def test_tiled_kernel_float32_small_tau_across_tiles(tau):
+    """Logits up to 1/τ = 100 spread over many tiles: the running log-sum-exp stays exact to
+    float32 accuracy against the float64 oracle."""
+    _need_tiles()
+    z1, z2, neg = rand(6, 5, seed=111), rand(6, 5, seed=112), rand(4, 5, seed=113)
+    ref = O.nt_xent(z1, z2, tau, negatives=neg, reduction="none")
+    for tiles in TILES:
+        for store in STORE.values():
+            with tiled_options(store_bytes=store, **tiles):
+                out = nt_xent(z1.float(), z2.float(), tau, negatives=neg.float(),
+                              reduction="none", backend="tiled")
+            torch.testing.assert_close(out.to(F64), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_tiled_backward_outside_the_options_block():
+    """The backward may run after the tiled_options block has closed."""
+    _need_tiles()
+    inputs, lib, ora = _tiled_cases()["hard_nt_xent"]
+    lib_in, ora_in = leaves(**inputs)
+    with tiled_options(rows=2, cols=3, store_bytes=0):
+        out = lib(**lib_in, b="tiled")
+    out.sum().backward()
+    ora(**ora_in).sum().backward()
+    for k in lib_in:
+        torch.testing.assert_close(lib_in[k].grad, ora_in[k].grad, rtol=1e-8, atol=1e-10)
+
+
+def test_tiled_kernel_bfloat16_small_tau_across_tiles():
+    _need_tiles()
+    z1, z2, neg = (rand(6, 5, seed=s).to(torch.bfloat16) for s in (114, 115, 116))
+    ref = O.nt_xent(z1.double(), z2.double(), 0.01, negatives=neg.double(), reduction="none")
+    for tiles in TILES:
+        a, b = z1.clone().requires_grad_(True), z2.clone().requires_grad_(True)
+        with tiled_options(store_bytes=0, **tiles):
+            out = nt_xent(a, b, 0.01, negatives=neg, reduction="none", backend="tiled")
+            out.sum().backward()
+        assert torch.isfinite(a.grad.float()).all() and torch.isfinite(b.grad.float()).all()
+        assert (out.to(F64) - ref).abs().max() <= 5e-2 * max(1.0, float(ref.abs().max()))
