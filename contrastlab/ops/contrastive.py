@@ -149,8 +149,10 @@ def contrastive_loss(
             (MoCo's key ``k_i``).
         variant: ``"out"`` (SupCon L_out, NT-Xent) or ``"in"`` (SupCon L_in).
         top_k: keep only this many most similar negatives per anchor in the denominator.
-        backend: ``"dense"`` builds the ``M × C`` logits; ``"tiled"`` is the memory-bounded
-            kernel; ``"auto"`` chooses.
+        backend: ``"dense"`` builds the ``M × C`` logits (the reference); ``"tiled"`` is the
+            memory-bounded kernel (peak extra memory O((M + C)·D + tile)); ``"auto"`` runs the
+            tiled kernel, keeping its exponential tiles for the backward when the ``M × C``
+            matrix fits :class:`~contrastlab.ops.tiled.TileOptions` ``.store_bytes`` (1 GiB).
 
     Returns:
         ``(loss, has_positive)``: ``(M,)`` per-anchor losses (0 where no positive) in at least
@@ -158,9 +160,14 @@ def contrastive_loss(
     """
     if backend not in ("auto", "dense", "tiled"):
         raise ValueError(f"backend must be 'auto', 'dense' or 'tiled', got {backend!r}")
-    if backend == "tiled":
-        raise NotImplementedError("the tiled backend is not available yet")
-    return contrastive_loss_dense(
+    from contrastlab.ops.tiled import choose_backend, contrastive_loss_tiled
+
+    store = False
+    if backend == "auto":
+        backend, store = choose_backend(anchors, contrast.shape[0] + (paired is not None), tau_fn)
+    run = contrastive_loss_dense if backend == "dense" else contrastive_loss_tiled
+    extra = {} if backend == "dense" else {"store": store}
+    return run(
         anchors,
         contrast,
         tau_fn,
@@ -171,4 +178,5 @@ def contrastive_loss(
         paired=paired,
         variant=variant,
         top_k=top_k,
+        **extra,
     )
