@@ -254,9 +254,11 @@ def uniformity_loss(z, t: float = 2) -> torch.Tensor:
     return logsumexp(terms) - math.log(len(terms))
 
 
-def align_uniform(z1, z2, alpha: float = 2, t: float = 2) -> torch.Tensor:
-    """SPEC §8 training loss: L_align + (L_unif(x) + L_unif(y)) / 2."""
-    return alignment_loss(z1, z2, alpha) + 0.5 * (uniformity_loss(z1, t) + uniformity_loss(z2, t))
+def align_uniform(z1, z2, alpha: float = 2, t: float = 2, w_align: float = 1.0,
+                  w_unif: float = 1.0) -> torch.Tensor:
+    """SPEC §8 training loss: w_a·L_align + w_u·(L_unif(x) + L_unif(y)) / 2."""
+    unif = 0.5 * (uniformity_loss(z1, t) + uniformity_loss(z2, t))
+    return w_align * alignment_loss(z1, z2, alpha) + w_unif * unif
 
 
 # ---------------------------------------------------------------- temperature (§3, §4)

@@ -568,6 +568,17 @@ def test_uniformity_loss_matches_oracle(t):
             z=rand(7, 3, seed=60))
 
 
+@pytest.mark.parametrize("kw", [{}, {"align_weight": 3.0, "unif_weight": 1.0, "t": 3.0},
+                                {"align_weight": 2.0, "unif_weight": 0.5, "alpha": 1.0}])
+def test_align_uniform_training_loss_matches_oracle(kw):
+    """SPEC §8: w_a·L_align + w_u·(L_unif(z1) + L_unif(z2))/2 (the paper's 3·align + unif(t=3))."""
+    fn = LOSSES["align_uniform"].fn
+    compare(lambda z1, z2: fn(z1, z2, **kw),
+            lambda z1, z2: O.align_uniform(z1, z2, kw.get("alpha", 2), kw.get("t", 2),
+                                           kw.get("align_weight", 1.0), kw.get("unif_weight", 1.0)),
+            z1=rand(6, 4, seed=117), z2=rand(6, 4, seed=118))
+
+
 def test_alignment_uniformity_defaults():
     z1, z2 = rand(6, 4, seed=61), rand(6, 4, seed=62)
     torch.testing.assert_close(alignment_loss(z1, z2), O.alignment_loss(z1, z2, 2),
