@@ -1,0 +1,64 @@
+"""Backbones: output shapes, feat_dim, gradient on every parameter, registry errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from contrastlab.nn import BACKBONES, SmallCNN, build_backbone
+
+
+@pytest.mark.parametrize(
+    ("name", "in_channels", "size", "cifar_stem", "feat_dim"),
+    [
+        ("small_cnn", 1, 28, False, 256),
+        ("small_cnn", 3, 32, False, 256),
+        ("resnet18", 3, 32, True, 512),
+        ("resnet18", 1, 16, True, 512),
+        ("resnet34", 3, 16, True, 512),
+        ("resnet50", 3, 32, False, 2048),
+    ],
+)
+def test_registered_backbone_shape_and_gradients(
+    name: str, in_channels: int, size: int, cifar_stem: bool, feat_dim: int
+) -> None:
+    torch.manual_seed(0)
+    net = build_backbone(name, in_channels=in_channels, cifar_stem=cifar_stem)
+    assert net.feat_dim == feat_dim
+    x = torch.randn(2, in_channels, size, size)
+    out = net(x)
+    assert out.shape == (2, feat_dim)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    for pname, p in net.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+def test_every_registry_entry_builds() -> None:
+    for name in BACKBONES:
+        net = build_backbone(name, in_channels=3, cifar_stem=True)
+        assert isinstance(net.feat_dim, int)
+
+
+def test_unknown_backbone_lists_known_names() -> None:
+    with pytest.raises(ValueError, match="resnet18.*small_cnn|small_cnn.*resnet18"):
+        build_backbone("vgg", in_channels=3, cifar_stem=False)
+
+
+def test_small_cnn_widths_and_channels_last() -> None:
+    net = SmallCNN(in_channels=1, widths=(8, 16, 32, 48)).to(memory_format=torch.channels_last)
+    x = torch.randn(3, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+    assert out.shape == (3, 48) and net.feat_dim == 48
+
+
+def test_bad_input_shapes_raise() -> None:
+    with pytest.raises(ValueError, match="widths"):
+        SmallCNN(widths=(8, 16))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        SmallCNN()(torch.randn(1, 28, 28))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        build_backbone("resnet18")(torch.randn(3, 32, 32))
