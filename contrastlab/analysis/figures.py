@@ -170,13 +170,8 @@ def gradient_weight_figure(
     ):
         dens = ax.twinx()
         ref = items[0][2]
-        dens.bar(
-            ref.centers,
-            ref.counts / max(ref.counts.sum(), 1.0),
-            width=2 / len(ref.centers),
-            color="0.85",
-            zorder=0,
-        )
+        edges = np.linspace(-1.0, 1.0, len(ref.centers) + 1)
+        dens.stairs(ref.counts / max(ref.counts.sum(), 1.0), edges, fill=True, color="0.85")
         dens.set_ylabel("share of negatives", color="0.5")
         dens.tick_params(axis="y", colors="0.5")
         ax.set_zorder(dens.get_zorder() + 1)
@@ -204,8 +199,24 @@ def similarity_histogram_figure(items: Sequence[tuple[str, np.ndarray, np.ndarra
     axes = np.atleast_1d(fig.subplots(nrows, cols, sharex=True, squeeze=False)).ravel()
     bins = np.linspace(-1, 1, 61)
     for ax, (label, pos, neg) in zip(axes, items, strict=False):
-        ax.hist(neg, bins=bins, density=True, alpha=0.6, color="tab:blue", label="negatives")
-        ax.hist(pos, bins=bins, density=True, alpha=0.6, color="tab:orange", label="positives")
+        ax.hist(
+            neg,
+            bins=bins,
+            density=True,
+            alpha=0.6,
+            color="tab:blue",
+            label="negatives",
+            histtype="stepfilled",
+        )
+        ax.hist(
+            pos,
+            bins=bins,
+            density=True,
+            alpha=0.6,
+            color="tab:orange",
+            label="positives",
+            histtype="stepfilled",
+        )
         ax.set_title(label, fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes[len(items) :]:

@@ -85,8 +85,8 @@ def penalty_profile(
     taus: Sequence[float],
     *,
     bins: int = 40,
-    max_anchors: int = 1000,
-    block: int = 128,
+    max_anchors: int = 500,
+    block: int = 64,
     seed: int = 0,
 ) -> PenaltyProfile:
     """Relative penalty over negatives against their similarity, for each τ in ``taus``.
@@ -113,20 +113,24 @@ def penalty_profile(
     g = torch.Generator().manual_seed(seed)
     anchors = torch.randperm(n, generator=g)[: min(max_anchors, n)]
     n_neg = 2 * n - 2
-    sums = {float(t): torch.zeros(bins, dtype=torch.float64) for t in taus}
-    counts = torch.zeros(bins, dtype=torch.float64)
+    sums = {float(t): torch.zeros(bins + 1, dtype=torch.float64) for t in taus}
+    counts = torch.zeros(bins + 1, dtype=torch.float64)
     for start in range(0, anchors.numel(), block):
         idx = anchors[start : start + block]
         rows = torch.arange(idx.numel())
         sim = a[idx] @ contrast.T
-        keep = torch.ones_like(sim, dtype=torch.bool)
-        keep[rows, idx] = False
-        keep[rows, n + idx] = False
-        bin_idx = ((sim.clamp(-1, 1) + 1) / 2 * bins).long().clamp(0, bins - 1)[keep]
-        counts.index_add_(0, bin_idx, torch.ones_like(bin_idx, dtype=torch.float64))
+        drop = torch.zeros_like(sim, dtype=torch.bool)
+        drop[rows, idx] = True
+        drop[rows, n + idx] = True
+        # Self and positive go to an extra bin (index ``bins``) that is discarded at the end.
+        bin_idx = ((sim.clamp(-1, 1) + 1) * (bins / 2)).long().clamp_(0, bins - 1)
+        bin_idx = bin_idx.masked_fill_(drop, bins).flatten()
+        counts += torch.bincount(bin_idx, minlength=bins + 1).double()
         for t in sums:
-            r = torch.softmax((sim / t).masked_fill(~keep, -torch.inf), dim=1) * n_neg
-            sums[t].index_add_(0, bin_idx, r[keep].double())
+            r = torch.softmax((sim / t).masked_fill_(drop, -torch.inf), dim=1)
+            sums[t] += torch.bincount(bin_idx, weights=r.flatten(), minlength=bins + 1).double()
+    counts = counts[:bins]
+    sums = {t: s[:bins] * n_neg for t, s in sums.items()}
     with np.errstate(invalid="ignore", divide="ignore"):
         weight = {t: (s / counts).numpy() for t, s in sums.items()}
     centers = (np.arange(bins) + 0.5) / bins * 2 - 1
