@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from contrastlab.analysis.profiles import PenaltyProfile
 from contrastlab.analysis.tables import row_label
@@ -147,6 +148,10 @@ def accuracy_vs_tau_figure(rows: Sequence[dict[str, Any]]) -> Figure:
             for v in flat:
                 ax.axhline(v, color=colors[label], linestyle=":", label=f"{label} (no single τ)")
         ax.set_xscale("log")
+        taus = sorted({float(r["tau"]) for r in rows if r.get("tau") is not None})
+        if taus:
+            ax.set_xticks(taus, [f"{t:g}" for t in taus])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("τ (initial τ for learnable)")
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
