@@ -85,21 +85,23 @@ def add_analysis_commands(subparsers: Any) -> None:
         nargs="+",
         default=list(DEFAULT_TAUS),
         metavar="TAU",
-        help="temperatures (default %(default)s)",
+        help="temperatures (default " + " ".join(f"{t:g}" for t in DEFAULT_TAUS) + ")",
     )
     p.add_argument(
         "--losses",
         nargs="+",
         default=list(DEFAULT_LOSSES),
         metavar="LOSS",
-        help="nt_xent hard_nt_xent simple hard_simple align_uniform (default %(default)s)",
+        help="nt_xent hard_nt_xent simple hard_simple align_uniform (default "
+        + " ".join(DEFAULT_LOSSES)
+        + ")",
     )
     p.add_argument(
         "--policies",
         nargs="+",
         default=["fixed"],
         metavar="POLICY",
-        help="fixed learnable dystress cosine (default %(default)s)",
+        help="fixed learnable dystress cosine (default fixed)",
     )
     p.add_argument("--epochs", type=int, help="epochs per cell (the schedule's length)")
     p.add_argument("--max-time", type=float, metavar="MINUTES", help="training budget per cell")
