@@ -151,8 +151,9 @@ def contrastive_loss(
         top_k: keep only this many most similar negatives per anchor in the denominator.
         backend: ``"dense"`` builds the ``M × C`` logits (the reference); ``"tiled"`` is the
             memory-bounded kernel (peak extra memory O((M + C)·D + tile)); ``"auto"`` runs the
-            tiled kernel, keeping its exponential tiles for the backward when the ``M × C``
-            matrix fits :class:`~contrastlab.ops.tiled.TileOptions` ``.store_bytes`` (1 GiB).
+            tiled kernel and keeps up to :class:`~contrastlab.ops.tiled.TileOptions`
+            ``.store_bytes`` (512 MiB) of its exponential tiles for the backward (all of them
+            when the ``M × C`` matrix fits: then nothing is recomputed).
 
     Returns:
         ``(loss, has_positive)``: ``(M,)`` per-anchor losses (0 where no positive) in at least

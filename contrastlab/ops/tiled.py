@@ -42,15 +42,15 @@ class TileOptions:
         rows: anchor rows per tile (None: from ``tile_elems``).
         cols: contrast columns per tile (None: ``min(C, 4096)``).
         tile_elems: target elements of one tile when ``rows`` is None (float32: 4 bytes each).
-        store_bytes: ``"auto"`` keeps the forward's exponential tiles (no recomputation in the
-            backward) when the whole ``M × C`` matrix takes at most this many bytes.
+        store_bytes: ``"auto"`` keeps up to this many bytes of the forward's exponential tiles
+            (those tiles are not recomputed in the backward); 0 disables it.
         dense_elems: ``"auto"`` uses the dense reference path when ``M·C`` is at most this.
     """
 
     rows: int | None = None
     cols: int | None = None
     tile_elems: int = 1 << 21
-    store_bytes: int = 1 << 30
+    store_bytes: int = 1 << 29
     dense_elems: int = 0
 
 
@@ -107,7 +107,8 @@ def choose_backend(
 
     Returns ``(backend, store)``: dense for tiny problems (``TileOptions.dense_elems``) and for
     a grad-carrying per-pair τ whose matrix fits ``store_bytes``; otherwise the tiled kernel,
-    keeping its exponential tiles (``store``) when the ``M × C`` matrix fits ``store_bytes``.
+    keeping up to ``store_bytes`` of its exponential tiles (``store``: all of them when the
+    ``M × C`` matrix fits, so the backward recomputes nothing).
     """
     opts = _OPTIONS.get()
     m = anchors.shape[0]
@@ -118,7 +119,7 @@ def choose_backend(
     kind, _ = classify_tau(tau_fn, cdt, anchors.device)
     if kind == "pair_grad" and fits:
         return "dense", False
-    return "tiled", fits
+    return "tiled", opts.store_bytes > 0
 
 
 def contrastive_loss_tiled(
@@ -140,9 +141,9 @@ def contrastive_loss_tiled(
     Args:
         anchors, contrast, tau_fn, anchor_ids, contrast_ids, pos_mask, self_index, paired,
             variant, top_k: as in :func:`~contrastlab.ops.contrastive_loss`.
-        store: keep the forward's ``M × C`` exponential tiles for the backward instead of
-            recomputing them (faster, memory O(M·C); used by ``"auto"`` for small problems).
-            Only effective for a scalar τ, ``variant="out"`` and no explicit ``pos_mask``.
+        store: keep the forward's exponential tiles for the backward, up to
+            ``TileOptions.store_bytes``, instead of recomputing them (fewer matrix products; used
+            by ``"auto"``). Only effective for a scalar τ, ``variant="out"``, no ``pos_mask``.
 
     Returns:
         ``(loss, has_positive)``, both ``(M,)``, equal to the dense path's.
@@ -176,9 +177,8 @@ def contrastive_loss_tiled(
         pos_mask=None if pos_mask is None else pos_mask.to(device=dev, dtype=torch.bool),
         self_index=None if self_index is None else self_index.to(dev),
         top_k=top_k,
-        store=False,
+        store_bytes=_OPTIONS.get().store_bytes if store else 0,
     )
-    plan.store = store and plan.class_sums
     out: tuple[Tensor, Tensor] = TiledContrastive.apply(
         plan, anchors, contrast, paired, tau if scalar else None
     )

@@ -47,7 +47,8 @@ class KernelPlan:
         variant: ``"out"`` or ``"in"``.
         rows, cols: tile shape.
         anchor_ids, contrast_ids, pos_mask, self_index, top_k: as in ``contrastive_loss``.
-        store: keep the exponential tiles from the forward (memory M·C) instead of recomputing.
+        store_bytes: keep exponential tiles from the forward, up to this many bytes, instead of
+            recomputing them in the backward (only with :attr:`class_sums`).
     """
 
     pair_tau: TauFn | None
@@ -59,7 +60,7 @@ class KernelPlan:
     pos_mask: Tensor | None
     self_index: Tensor | None
     top_k: int | None
-    store: bool
+    store_bytes: int
 
     @property
     def class_sums(self) -> bool:
@@ -75,6 +76,7 @@ class _Tiles:
     """Builds logit tiles (and their masks) for the forward, the backward and the top-k pass."""
 
     def __init__(self, plan: KernelPlan, x: Tensor, a: Tensor, c: Tensor) -> None:
+        # x: anchors scaled so that one product gives a tile in the kernel's logit units.
         self.plan, self.x, self.a, self.c = plan, x, a, c
         self.topk_idx: Tensor | None = None
         self.need_pos = not plan.class_sums or plan.top_k is not None or plan.pair_tau is not None
@@ -188,14 +190,19 @@ def _class_terms(plan: KernelPlan, c: Tensor, m: int) -> tuple[Tensor, Tensor, T
     return q, n_pos, a_cls, c_cls
 
 
-def _online(m: Tensor, s: Tensor, lg: Tensor, need_max: bool) -> Tensor:
-    """Add ``lg``'s rows to the running ``(m, s)`` in place; ``lg`` becomes ``exp(lg − m)``."""
+def _exp(x: Tensor, base2: bool) -> Tensor:
+    """In place ``2**x`` (logits in base-2 units: about twice as fast as ``exp``) or ``e**x``."""
+    return torch.exp2(x, out=x) if base2 else x.exp_()
+
+
+def _online(m: Tensor, s: Tensor, lg: Tensor, need_max: bool, base2: bool) -> Tensor:
+    """Add ``lg``'s rows to the running ``(m, s)`` in place; ``lg`` becomes ``base**(lg − m)``."""
     if need_max:
         new = torch.maximum(m, lg.amax(dim=1))
         new = torch.where(new == -math.inf, torch.zeros_like(new), new)
-        s.mul_(torch.exp(m - new))
+        s.mul_(_exp(m - new, base2))
         m.copy_(new)
-    lg.sub_(m[:, None]).exp_()
+    _exp(lg.sub_(m[:, None]), base2)
     s.add_(lg.sum(dim=1))
     return lg
 
@@ -216,8 +223,11 @@ class TiledContrastive(torch.autograd.Function):
         a, c = anchors.detach().to(cdt), contrast.detach().to(cdt)
         pv = None if paired is None else paired.detach().to(cdt)
         x = a if tau is None else a * (1.0 / tau.detach().to(cdt))
+        # Scalar τ: tiles are built in base-2 units (x·log2 e), so 2**L replaces the slower exp.
+        base2 = tau is not None
+        unit = 1.0 / math.log(2.0) if base2 else 1.0
         m_rows, dev = a.shape[0], a.device
-        tiles = _Tiles(plan, x, a, c)
+        tiles = _Tiles(plan, x * unit if base2 else x, a, c)
         if plan.top_k is not None:
             tiles.find_top_k(plan.top_k)
         mx = torch.full((m_rows,), -math.inf, dtype=cdt, device=dev)
@@ -230,48 +240,55 @@ class TiledContrastive(torch.autograd.Function):
             s0 = (x * pv).sum(dim=1)
             ones = torch.ones(m_rows, 1, dtype=torch.bool, device=dev)
             l0 = s0 if plan.pair_tau is None else s0 / plan.pair_tau(s0[:, None], ones)[:, 0]
-            mx.copy_(l0)
+            mx.copy_(l0 * unit)
             se.fill_(1.0)
-            psum += l0
+            psum += l0 * unit
             npos += 1
-            pm.copy_(l0)
+            pm.copy_(l0 * unit)
             ps.fill_(1.0)
         if plan.class_sums:
             q, n_cls, _, _ = _class_terms(plan, c, m_rows)
-            psum += (x * q).sum(dim=1)
+            psum += (x * q).sum(dim=1) * unit
             npos += n_cls
-        xnorm = x.norm(dim=1)
+        xnorm = tiles.x.norm(dim=1)
         cnorm = [c[c0:c1].norm(dim=1).max() for c0, c1 in _blocks(c.shape[0], plan.cols)]
-        stored: list[tuple[Tensor, Tensor]] = []
+        stored: dict[int, tuple[Tensor, Tensor]] = {}
+        budget = plan.store_bytes if plan.class_sums else 0
+        t = -1
         for r0, r1 in _blocks(m_rows, plan.rows):
             m_r, s_r = mx[r0:r1], se[r0:r1]
             for j, (c0, c1) in enumerate(_blocks(c.shape[0], plan.cols)):
-                lg, pos, _ = tiles.logits(r0, r1, c0, c1, fresh=plan.store)
+                t += 1
+                keep = (r1 - r0) * (c1 - c0) * a.element_size() <= budget
+                budget -= (r1 - r0) * (c1 - c0) * a.element_size() if keep else 0
+                lg, pos, _ = tiles.logits(r0, r1, c0, c1, fresh=keep)
                 if not plan.class_sums:
                     assert pos is not None
                     npos[r0:r1] += pos.sum(dim=1)
                     if plan.variant == "out":
                         psum[r0:r1] += torch.where(pos, lg, 0.0).sum(dim=1)
                     else:
-                        _online(pm[r0:r1], ps[r0:r1], lg.masked_fill(~pos, -math.inf), True)
+                        lp = lg.masked_fill(~pos, -math.inf)
+                        _online(pm[r0:r1], ps[r0:r1], lp, True, base2)
                 need_max = plan.pair_tau is not None or not bool(
                     ((s_r > 0.5) & (xnorm[r0:r1] * cnorm[j] - m_r <= _BOUND)).all()
                 )
-                _online(m_r, s_r, lg, need_max)
-                if plan.store:
-                    stored.append((lg, m_r.clone()))
+                _online(m_r, s_r, lg, need_max, base2)
+                if keep:
+                    stored[t] = (lg, m_r.clone())
         has_pos = npos > 0
-        lse = mx + se.log()
+        # Natural-log LSE from base-unit statistics: ln Σ base**L = m / unit + ln s.
+        lse = mx / unit + se.log()
+        lse_pos = pm / unit + ps.log()
         if plan.variant == "out":
-            loss = lse - psum / npos.clamp(min=1).to(cdt)
+            loss = lse - psum / unit / npos.clamp(min=1).to(cdt)
         else:
-            lse_pos = pm + ps.log()
             loss = lse - lse_pos + npos.clamp(min=1).to(cdt).log()
         loss = torch.where(has_pos, loss, torch.zeros_like(loss))
         ctx.plan, ctx.tiles, ctx.stored, ctx.l0 = plan, tiles, stored, l0
+        ctx.base2, ctx.unit, ctx.x = base2, unit, x
         ctx.dtypes = (anchors.dtype, contrast.dtype, None if paired is None else paired.dtype)
-        lse_pos_s = (pm + ps.log()) if plan.variant == "in" else lse
-        ctx.save_for_backward(a, c, pv, tau, lse, lse_pos_s, npos)
+        ctx.save_for_backward(a, c, pv, tau, lse, lse_pos, npos)
         ctx.mark_non_differentiable(has_pos)
         return loss, has_pos
 
@@ -282,11 +299,12 @@ class TiledContrastive(torch.autograd.Function):
         plan: KernelPlan = ctx.plan
         tiles: _Tiles = ctx.tiles
         a, c, pv, tau, lse, lse_pos, npos = ctx.saved_tensors
-        x, cdt = tiles.x, a.dtype
+        x, cdt, base2, unit = ctx.x, a.dtype, ctx.base2, ctx.unit
         has_pos = npos > 0
         inf = torch.full_like(lse, math.inf)
         g = torch.where(has_pos, grad.to(cdt), 0.0)
         lse_b = torch.where(has_pos, lse, inf)
+        lse_u = lse_b * unit
         inv_n = 1.0 / npos.clamp(min=1).to(cdt)
         # "in": on positives W = P·exp(lse − lse_pos), so P − W = P·(1 − ratio).
         ratio = torch.where(has_pos, torch.exp(lse - lse_pos), 0.0)
@@ -299,15 +317,15 @@ class TiledContrastive(torch.autograd.Function):
             for rb in _blocks(x.shape[0], plan.rows)
             for cb in _blocks(c.shape[0], plan.cols)
         ):
-            if plan.store:
-                e, shift = ctx.stored[t]
-                sc = torch.exp(shift - lse_b[r0:r1])[:, None]
-                gx[r0:r1] += (e @ c[c0:c1]) * (sc * g[r0:r1, None])
+            if t in ctx.stored:
+                e, shift = ctx.stored.pop(t)
+                sc = _exp(shift - lse_u[r0:r1], base2)[:, None]
+                gx[r0:r1] += (e @ c[c0:c1]) * sc
                 if gc is not None:
                     gc[c0:c1].addmm_(e.T, gxs[r0:r1] * sc)
                 continue
             lg, pos, tau_t = tiles.logits(r0, r1, c0, c1)
-            d = lg.sub_(lse_b[r0:r1, None]).exp_()
+            d = _exp(lg.sub_(lse_u[r0:r1, None]), base2)
             if plan.class_sums:
                 gx[r0:r1].addmm_(d, c[c0:c1], alpha=1.0)
                 if gc is not None:
@@ -325,8 +343,7 @@ class TiledContrastive(torch.autograd.Function):
             if gc is not None:
                 gc[c0:c1].addmm_(d.T, x[r0:r1])
         if plan.class_sums:
-            if not plan.store:
-                gx.mul_(g[:, None])
+            gx.mul_(g[:, None])
             _class_backward(plan, c, x, g * inv_n, gx, gc)
         gp = None
         if pv is not None:

@@ -43,7 +43,12 @@ POLICIES: dict[str, Callable[[], TemperaturePolicy]] = {
     "posneg_learnable": lambda: PosNeg(Learnable(0.15), 0.3),
 }
 
-MODES = {"tiled": {}, "auto_store": {"store_bytes": 1 << 30}}
+# "auto_partial": only some tiles fit the store budget, the others are recomputed.
+MODES = {
+    "tiled": {},
+    "auto_store": {"store_bytes": 1 << 30},
+    "auto_partial": {"store_bytes": 3 * 4 * 8 * 3},
+}
 
 
 def _rel(a: Tensor, b: Tensor) -> float:
@@ -206,7 +211,8 @@ def test_auto_choice_and_options() -> None:
 
     with tiled_options(store_bytes=100 * 100 * 4):
         assert choose_backend(a, 100, tau) == ("tiled", True)
-        assert choose_backend(a, 101, tau) == ("tiled", False)
+    with tiled_options(store_bytes=0):
+        assert choose_backend(a, 100, tau) == ("tiled", False)
     with tiled_options(dense_elems=100 * 100):
         assert choose_backend(a, 100, tau)[0] == "dense"
     with pytest.raises(ValueError, match="rows"), tiled_options(rows=0):
