@@ -1,0 +1,154 @@
+"""kNN, linear probe, feature extraction and the frozen-backbone self-check."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from contrastlab.eval import (
+    KNNMonitor,
+    extract_features,
+    knn_accuracy,
+    knn_classify,
+    knn_scores,
+    linear_probe,
+    linear_probe_on_encoder,
+)
+
+
+def _clusters(n_per: int, c: int, d: int, seed: int, spread: float = 0.1) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.nn.functional.normalize(
+        torch.randn(c, d, generator=torch.Generator().manual_seed(123)), dim=1
+    )
+    y = torch.arange(c).repeat_interleave(n_per)
+    x = centers[y] + spread * torch.randn(len(y), d, generator=g)
+    return x, y
+
+
+def test_knn_separable_clusters() -> None:
+    xtr, ytr = _clusters(50, 5, 16, 0)
+    xte, yte = _clusters(20, 5, 16, 1)
+    assert knn_accuracy(xtr, ytr, xte, yte, k=20, chunk=7) == pytest.approx(100.0)
+
+
+def test_knn_hand_computed_weighted_vote() -> None:
+    # Bank: one class-0 point at angle 0, two class-1 points at ±60° (cos = 0.5); query at 0°.
+    bank = torch.tensor([[1.0, 0.0], [0.5, math.sqrt(3) / 2], [0.5, -math.sqrt(3) / 2]])
+    labels = torch.tensor([0, 1, 1])
+    q = torch.tensor([[2.0, 0.0]])  # not normalised on purpose
+    # t = 0.5: class 0 gets e^{1/0.5} = 7.39; class 1 gets 2 e^{0.5/0.5} = 5.44 → class 0.
+    s = knn_scores(bank, labels, q, k=3, t=0.5)
+    torch.testing.assert_close(s, torch.tensor([[math.exp(2.0), 2 * math.exp(1.0)]]))
+    assert knn_classify(bank, labels, q, k=3, t=0.5).tolist() == [0]
+    # t = 5: class 0 gets e^{0.2} = 1.22; class 1 gets 2 e^{0.1} = 2.21 → class 1 wins.
+    assert knn_classify(bank, labels, q, k=3, t=5.0).tolist() == [1]
+    # k = 1 keeps only the nearest neighbour.
+    assert knn_classify(bank, labels, q, k=1, t=5.0).tolist() == [0]
+    # k larger than the bank is clipped; num_classes adds empty columns.
+    assert knn_scores(bank, labels, q, k=10, t=0.5, num_classes=4).shape == (1, 4)
+
+
+def test_knn_argument_errors() -> None:
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"test_feats must be \(M, 3\)"):
+        knn_classify(x, y, torch.randn(2, 4))
+    with pytest.raises(ValueError, match="train_labels"):
+        knn_classify(x, y[:3], x)
+    with pytest.raises(ValueError, match="t must be"):
+        knn_classify(x, y, x, t=0.0)
+
+
+def test_linear_probe_separable() -> None:
+    xtr, ytr = _clusters(100, 4, 8, 2, spread=0.05)
+    xte, yte = _clusters(50, 4, 8, 3, spread=0.05)
+    xtr, xte = 50 * xtr + 7, 50 * xte + 7  # standardisation must undo the scale/offset
+    res = linear_probe(xtr, ytr, xte, yte, epochs=20, lr=0.05, batch_size=64, seed=0)
+    assert res.train_top1 == pytest.approx(100.0)
+    assert res.test_top1 == pytest.approx(100.0)
+    assert (res.predict(xte) == yte).all()
+
+
+def test_linear_probe_deterministic_given_seed() -> None:
+    xtr, ytr = _clusters(30, 3, 5, 4, spread=1.0)
+    a = linear_probe(xtr, ytr, xtr, ytr, epochs=3, seed=1)
+    b = linear_probe(xtr, ytr, xtr, ytr, epochs=3, seed=1)
+    assert torch.equal(a.classifier.weight, b.classifier.weight)
+
+
+class _Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        with torch.no_grad():  # positive weights: brightness (the class signal) survives pooling
+            self.conv.weight.copy_(torch.linspace(0.01, 0.2, 36).view(4, 1, 3, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(self.conv(x)).mean(dim=(2, 3))
+
+
+class _SneakyEncoder(_Encoder):
+    """Switches itself to train mode in forward, so BN running stats change."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.train()
+        return super().forward(x)
+
+
+class _WeightMutatingEncoder(_Encoder):
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            self.conv.weight.mul_(1.0001)
+        return super().forward(x)
+
+
+def _images(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    img = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    img[y == 1] += 150
+    return img, y
+
+
+def test_linear_probe_on_encoder_passes_and_restores_mode() -> None:
+    enc = _Encoder().train()
+    tr, ytr = _images(64, 0)
+    te, yte = _images(32, 1)
+    res = linear_probe_on_encoder(enc, tr, ytr, te, yte, epochs=5, batch_size=16)
+    assert res.test_top1 > 90.0
+    assert enc.training and enc.bn.training
+
+
+@pytest.mark.parametrize("cls", [_SneakyEncoder, _WeightMutatingEncoder])
+def test_linear_probe_on_encoder_detects_changed_backbone(cls: type[nn.Module]) -> None:
+    tr, ytr = _images(16, 0)
+    with pytest.raises(RuntimeError, match="changed the frozen encoder"):
+        linear_probe_on_encoder(cls(), tr, ytr, tr, ytr, epochs=1)
+
+
+def test_extract_features_shapes_modes_and_errors() -> None:
+    enc = _Encoder().train()
+    imgs, _ = _images(10, 0)
+    f = extract_features(enc, imgs, batch_size=3, amp=False)
+    assert f.shape == (10, 4) and f.dtype == torch.float32
+    assert enc.training
+    torch.testing.assert_close(f[:3], extract_features(enc, imgs[:3], amp=False))
+    with pytest.raises(ValueError, match="uint8"):
+        extract_features(enc, imgs.float())
+    g = extract_features(lambda x: x.flatten(1)[:, :5], imgs, amp=True)  # any callable
+    assert g.shape == (10, 5)
+
+
+def test_knn_monitor_fixed_subset() -> None:
+    tr, ytr = _images(200, 0)
+    te, yte = _images(100, 1)
+    mon = KNNMonitor(tr, ytr, te, yte, n_train=50, n_test=20, k=5, seed=0)
+    assert mon.train_images.shape[0] == 50 and mon.test_images.shape[0] == 20
+    enc = _Encoder()
+    acc = mon(enc)
+    assert 0.0 <= acc <= 100.0
+    assert mon(enc) == acc
