@@ -6,12 +6,14 @@ Two sweeps into one directory (resumable; rerun the same command to continue):
    (Wang & Liu's CIFAR-10 temperatures, so the table compares cell by cell): 9 cells;
 2. nt_xent with DySTreSS (τ_min 0.07, τ_max 0.2) and with a learnable τ (initial 0.2): 2 cells.
 
-Every cell: SimCLR, small CNN, a seeded 20,000-image subset of the Fashion-MNIST train split, ``--minutes`` of training (the
-learning-rate schedule follows the wall clock), then the weighted kNN and a 10-epoch linear
-probe on the frozen encoder, and the metrics on the test split. The results (tables, figures,
-report.html, environment.json) are copied into ``benchmarks/temperature_study/results``.
+Every cell: SimCLR, small CNN, batch 128 (as Wang & Liu), one epoch over a seeded 10,240-image
+subset of the Fashion-MNIST train split (80 steps: a fixed step budget, so cells stay comparable
+on a machine shared with other jobs), then the weighted kNN (k 200) and a 10-epoch linear probe
+on the frozen encoder (trained on the same subset), and the metrics on the test split (10,000
+images). Results (tables, figures, report.html, environment.json) are copied into
+``benchmarks/temperature_study/results``.
 
-    .venv/bin/python benchmarks/temperature_study/run_study.py --minutes 2
+    .venv/bin/python benchmarks/temperature_study/run_study.py
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ def _common(args: argparse.Namespace) -> list[str]:
         f"train.seed={args.seed}",
         f"train.threads={args.threads}",
         f"data.train_subset={args.train_subset}",
+        f"data.batch_size={args.batch_size}",
     ]
-    opts = ["--dataset", "fashion-mnist", "--out", str(args.out), "--max-time", str(args.minutes)]
-    opts += ["--epochs", str(args.epochs)]
+    opts = ["--dataset", "fashion-mnist", "--out", str(args.out), "--epochs", str(args.epochs)]
+    if args.minutes is not None:
+        opts += ["--max-time", str(args.minutes)]
     for s in sets + list(args.set):
         opts += ["--set", s]
     return opts
@@ -96,7 +100,16 @@ def main_study() -> int:
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
             for k, v in vars(args).items()
-            if k in ("minutes", "epochs", "linear_epochs", "train_subset", "threads", "seed")
+            if k
+            in (
+                "epochs",
+                "minutes",
+                "batch_size",
+                "linear_epochs",
+                "train_subset",
+                "threads",
+                "seed",
+            )
         ),
         "wall_minutes": round((time.time() - start) / 60, 1),
         "loadavg_start": load_start,
