@@ -16,41 +16,87 @@ DEMO_MINUTES = 2.5
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     d = Config()
-    p.add_argument("--config", help="YAML config file (sections data, model, loss, method, optim, train, eval)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="dotted override, repeatable, e.g. --set loss.temperature=0.2")
-    p.add_argument("--method", choices=["simclr", "moco", "supcon", "byol"], help=f"method (default {d.method.name})")
+    p.add_argument(
+        "--config", help="YAML config file (sections data, model, loss, method, optim, train, eval)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="dotted override, repeatable, e.g. --set loss.temperature=0.2",
+    )
+    p.add_argument(
+        "--method",
+        choices=["simclr", "moco", "supcon", "byol"],
+        help=f"method (default {d.method.name})",
+    )
     p.add_argument("--dataset", help=f"dataset name (default {d.data.dataset})")
-    p.add_argument("--data-dir", help="folder holding the dataset's official files (default: cache, Debian package)")
+    p.add_argument(
+        "--data-dir",
+        help="folder holding the dataset's official files (default: cache, Debian package)",
+    )
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
-    p.add_argument("--epochs", type=int, help=f"epochs; the schedule's length (default {d.train.epochs})")
-    p.add_argument("--max-time", type=float, metavar="MINUTES",
-                   help="wall-clock training budget; stops after the step that crosses it (default none)")
+    p.add_argument(
+        "--epochs", type=int, help=f"epochs; the schedule's length (default {d.train.epochs})"
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        metavar="MINUTES",
+        help="wall-clock training budget; stops after the step that crosses it (default none)",
+    )
     p.add_argument("--batch-size", type=int, help=f"images per step (default {d.data.batch_size})")
-    p.add_argument("--temperature", type=float, help="τ of a fixed policy, initial τ of a learnable one "
-                   "(default per method: simclr 0.2, supcon 0.1, moco 0.2)")
-    p.add_argument("--policy", choices=["fixed", "cosine", "learnable", "dystress"],
-                   help=f"temperature policy (default {d.loss.policy})")
-    p.add_argument("--loss", help="loss name (simclr: nt_xent, hard_nt_xent, simple, hard_simple, align_uniform)")
-    p.add_argument("--backbone", help=f"small_cnn, resnet18, resnet34, resnet50 (default {d.model.backbone})")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help="τ of a fixed policy, initial τ of a learnable one "
+        "(default per method: simclr 0.2, supcon 0.1, moco 0.2)",
+    )
+    p.add_argument(
+        "--policy",
+        choices=["fixed", "cosine", "learnable", "dystress"],
+        help=f"temperature policy (default {d.loss.policy})",
+    )
+    p.add_argument(
+        "--loss",
+        help="loss name (simclr: nt_xent, hard_nt_xent, simple, hard_simple, align_uniform)",
+    )
+    p.add_argument(
+        "--backbone", help=f"small_cnn, resnet18, resnet34, resnet50 (default {d.model.backbone})"
+    )
     p.add_argument("--seed", type=int, help=f"random seed (default {d.train.seed})")
     p.add_argument("--out", help="run directory (default runs/METHOD-DATASET-TIME)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 _ARG_KEYS = {
-    "method": "method.name", "dataset": "data.dataset", "data_dir": "data.data_dir",
-    "epochs": "train.epochs", "max_time": "train.max_time", "batch_size": "data.batch_size",
-    "temperature": "loss.temperature", "policy": "loss.policy", "loss": "loss.name",
-    "backbone": "model.backbone", "seed": "train.seed", "out": "train.out",
+    "method": "method.name",
+    "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "epochs": "train.epochs",
+    "max_time": "train.max_time",
+    "batch_size": "data.batch_size",
+    "temperature": "loss.temperature",
+    "policy": "loss.policy",
+    "loss": "loss.name",
+    "backbone": "model.backbone",
+    "seed": "train.seed",
+    "out": "train.out",
 }
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config file (if any), then the explicit options, then ``--set`` overrides."""
     cfg = load_config(args.config) if args.config else Config()
-    overrides = [f"{key}={getattr(args, name)}" for name, key in _ARG_KEYS.items() if getattr(args, name) is not None]
+    overrides = [
+        f"{key}={getattr(args, name)}"
+        for name, key in _ARG_KEYS.items()
+        if getattr(args, name) is not None
+    ]
     if args.download:
         overrides.append("data.download=true")
     if args.quiet:
@@ -66,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="train an encoder, then evaluate it (kNN, linear probe)")
     _add_train_options(p_train)
-    p_demo = sub.add_parser("demo", help=f"the main job: SimCLR on Fashion-MNIST in ~{DEMO_MINUTES} minutes")
+    p_demo = sub.add_parser(
+        "demo", help=f"the main job: SimCLR on Fashion-MNIST in ~{DEMO_MINUTES} minutes"
+    )
     _add_train_options(p_demo)
     p_eval = sub.add_parser("eval", help="re-evaluate a saved run directory")
     p_eval.add_argument("run_dir")
@@ -87,7 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("train", "demo", "config"):
             if args.command == "demo":
-                defaults = ["train.max_time=%s" % DEMO_MINUTES, "train.epochs=15", "method.name=simclr"]
+                defaults = [
+                    f"train.max_time={DEMO_MINUTES}",
+                    "train.epochs=15",
+                    "method.name=simclr",
+                ]
                 args.set = defaults + list(args.set)
             cfg = config_from_args(args)
             if args.command == "config":
@@ -111,8 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"contrastlab: config error: {exc}", file=sys.stderr)
         return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"contrastlab: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("\ncontrastlab: interrupted; the last checkpoint was saved (resume with --resume)", file=sys.stderr)
+        print(
+            "\ncontrastlab: interrupted; the last checkpoint was saved (resume with --resume)",
+            file=sys.stderr,
+        )
         return 130
     parser.print_help()
     return 2

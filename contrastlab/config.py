@@ -50,7 +50,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Encoder and heads. ``backbone``: small_cnn, resnet18/34/50."""
+    """Encoder and heads. ``backbone``: small_cnn, resnet18/34/50; ``width`` is the small CNN's
+    first width (its four stages use w, 2w, 4w, 8w); ``cifar_stem`` the ResNets' 3×3 stem."""
 
     backbone: str = "small_cnn"
     cifar_stem: bool = True
@@ -110,13 +111,15 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     """The training loop. ``max_time`` is a wall-clock budget in minutes; the epoch count then
-    only sets the schedule's length (the run stops at the end of the step that crosses it)."""
+    only sets the schedule's length (the run stops at the end of the step that crosses it).
+    ``amp``: bf16 autocast; None (default) = only where the hardware runs bf16 natively (emulated
+    bf16 on AVX2-only CPUs is several times slower than fp32)."""
 
     epochs: int = 20
     max_time: float | None = None
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    amp: bool | None = None
     channels_last: bool = True
     threads: int | None = None
     out: str | None = None

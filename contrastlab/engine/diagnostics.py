@@ -14,6 +14,7 @@ import torch
 
 from contrastlab.config import Config
 from contrastlab.data import ImageDataset, MultiViewAugment
+from contrastlab.eval import autocast
 from contrastlab.methods import Method
 from contrastlab.metrics import alignment, effective_rank, hardness, tolerance, uniformity
 from contrastlab.ops import normalize
@@ -27,7 +28,12 @@ COLLAPSE_UNIFORMITY = 0.5
 
 @torch.no_grad()
 def embed_views(
-    method: Method, images: torch.Tensor, augment: MultiViewAugment, seed: int, batch: int = 512
+    method: Method,
+    images: torch.Tensor,
+    augment: MultiViewAugment,
+    seed: int,
+    batch: int = 512,
+    amp: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Two augmented views of ``images`` through the method (eval mode, no side effects).
 
@@ -42,7 +48,7 @@ def embed_views(
     try:
         for start in range(0, images.shape[0], batch):
             v1, v2 = augment(images[start : start + batch], generator=gen)[:2]
-            with torch.autocast(device_type=v1.device.type, dtype=torch.bfloat16):
+            with autocast(v1.device, amp):
                 f1 = method.backbone(v1)
                 z1 = method.project(v1)
                 z2 = method.project(v2)
@@ -57,7 +63,9 @@ def embed_views(
 class Diagnostics:
     """Computes the diagnostics of one method on a fixed subset of the evaluation split."""
 
-    def __init__(self, cfg: Config, dataset: ImageDataset, augment: MultiViewAugment, device: torch.device) -> None:
+    def __init__(
+        self, cfg: Config, dataset: ImageDataset, augment: MultiViewAugment, device: torch.device
+    ) -> None:
         n = min(cfg.train.diagnostics_samples, len(dataset))
         g = torch.Generator().manual_seed(cfg.train.seed + 101)
         idx = torch.randperm(len(dataset), generator=g)[:n].to(dataset.images.device)
@@ -66,9 +74,10 @@ class Diagnostics:
         self.labeled = bool((self.labels >= 0).all())
         self.augment = augment
         self.seed = cfg.train.seed + 202
+        self.amp = cfg.train.amp
 
     def __call__(self, method: Method, step: int) -> dict[str, Any]:
-        z1, z2, feats = embed_views(method, self.images, self.augment, self.seed)
+        z1, z2, feats = embed_views(method, self.images, self.augment, self.seed, amp=self.amp)
         out: dict[str, Any] = {
             "alignment": alignment(z1, z2),
             "uniformity": uniformity(z1),
@@ -81,7 +90,10 @@ class Diagnostics:
         tau: Any = policy if policy is not None else 0.5
         prof = hardness(z1, z2, tau, step=step).summary()
         out.update(prof)
-        if out["embedding_effective_rank"] < COLLAPSE_EFFECTIVE_RANK or out["uniformity"] < COLLAPSE_UNIFORMITY:
+        if (
+            out["embedding_effective_rank"] < COLLAPSE_EFFECTIVE_RANK
+            or out["uniformity"] < COLLAPSE_UNIFORMITY
+        ):
             msg = (
                 f"embeddings are collapsing at step {step}: effective rank "
                 f"{out['embedding_effective_rank']:.2f}, uniformity {out['uniformity']:.3f}"

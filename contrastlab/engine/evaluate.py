@@ -56,20 +56,34 @@ def evaluate_backbone(
     norm = normalizer(train_set)
     feats = {
         name: extract_features(
-            backbone, ds.images, normalize_fn=norm, device=device,
-            amp=cfg.train.amp, channels_last=cfg.train.channels_last,
+            backbone,
+            ds.images,
+            normalize_fn=norm,
+            device=device,
+            amp=cfg.train.amp,
+            channels_last=cfg.train.channels_last,
         )
         for name, ds in (("train", train_set), ("test", test_set))
     }
     num_classes = len(train_set.classes)
     knn = knn_accuracy(
-        feats["train"], train_set.labels, feats["test"], test_set.labels,
-        k=cfg.eval.knn_k, t=cfg.eval.knn_t, num_classes=num_classes,
+        feats["train"],
+        train_set.labels,
+        feats["test"],
+        test_set.labels,
+        k=cfg.eval.knn_k,
+        t=cfg.eval.knn_t,
+        num_classes=num_classes,
     )
     probe = linear_probe(
-        feats["train"], train_set.labels, feats["test"], test_set.labels,
-        epochs=cfg.eval.linear_epochs, lr=cfg.eval.linear_lr,
-        weight_decay=cfg.eval.linear_weight_decay, batch_size=cfg.eval.linear_batch_size,
+        feats["train"],
+        train_set.labels,
+        feats["test"],
+        test_set.labels,
+        epochs=cfg.eval.linear_epochs,
+        lr=cfg.eval.linear_lr,
+        weight_decay=cfg.eval.linear_weight_decay,
+        batch_size=cfg.eval.linear_batch_size,
         seed=cfg.train.seed,
     )
     return {
@@ -100,7 +114,11 @@ def evaluate_run(
         The summary dict (what ``summary.json`` holds).
     """
     labeled = train_set.is_labeled and test_set.is_labeled
-    summary: dict[str, Any] = {"method": cfg.method.name, "dataset": cfg.data.dataset, **(extra or {})}
+    summary: dict[str, Any] = {
+        "method": cfg.method.name,
+        "dataset": cfg.data.dataset,
+        **(extra or {}),
+    }
     if labeled:
         trained = evaluate_backbone(method.backbone, train_set, test_set, cfg, device)
         summary.update({k: trained[k] for k in ("linear_top1", "knn_top1", "eval_seconds")})
@@ -114,7 +132,9 @@ def evaluate_run(
             summary["untrained_linear_top1"] = base["linear_top1"]
             summary["untrained_knn_top1"] = base["knn_top1"]
     n = min(len(test_set), 10_000)
-    z1, z2, _ = embed_views(method, test_set.images[:n], augment, seed=cfg.train.seed + 303)
+    z1, z2, _ = embed_views(
+        method, test_set.images[:n], augment, seed=cfg.train.seed + 303, amp=cfg.train.amp
+    )
     summary["alignment"] = alignment(z1, z2)
     summary["uniformity"] = uniformity(z1)
     summary["effective_rank"] = effective_rank(z1)
@@ -123,7 +143,9 @@ def evaluate_run(
     if cfg.eval.save_embeddings:
         np.save(run_dir / "test_projections.npy", torch.stack([z1, z2], dim=1).numpy())
     policy = method.temperature
-    summary["final_temperature"] = None if policy is None else policy.value(int(summary.get("steps", 0)))
+    summary["final_temperature"] = (
+        None if policy is None else policy.value(int(summary.get("steps", 0)))
+    )
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

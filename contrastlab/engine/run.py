@@ -23,15 +23,23 @@ def run(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None)
     result = train(cfg, resume=resume, run_dir=run_dir)
     st = result.state
     extra = {
-        "epochs_done": st.epoch + (st.step_in_epoch > 0) * (st.step_in_epoch / max(1, len(result.train_set) // cfg.data.batch_size)),
+        "epochs_done": st.epoch
+        + (st.step_in_epoch > 0)
+        * (st.step_in_epoch / max(1, len(result.train_set) // cfg.data.batch_size)),
         "steps": st.global_step,
         "train_seconds": st.train_seconds,
         "images_per_second": st.images_seen / max(st.train_seconds, 1e-9),
         "run_dir": str(result.run_dir),
     }
     return evaluate_run(
-        cfg, result.run_dir, result.method, result.train_set, result.test_set,
-        result.augment, result.device, extra,
+        cfg,
+        result.run_dir,
+        result.method,
+        result.train_set,
+        result.test_set,
+        result.augment,
+        result.device,
+        extra,
     )
 
 

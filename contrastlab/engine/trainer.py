@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,8 @@ from contrastlab.config import Config, config_from_dict, config_to_dict
 from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, load_dataset
 from contrastlab.engine.checkpoint import (
     capture_rng_state,
-    load_checkpoint,
+    load_latest,
+    previous_path,
     restore_rng_state,
     save_checkpoint,
 )
@@ -32,6 +36,7 @@ from contrastlab.engine.diagnostics import Diagnostics
 from contrastlab.engine.logging import RunLogger, progress_bar
 from contrastlab.engine.optim import build_optimizer, param_groups
 from contrastlab.engine.schedule import warmup_cosine
+from contrastlab.eval import bf16_is_fast
 from contrastlab.methods import Method, build_method
 
 __all__ = ["RunState", "TrainResult", "autocast_for", "prepare_run", "resolve_device", "train"]
@@ -71,12 +76,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
-    """bf16 autocast on CPU, fp16/bf16 AMP on CUDA, nothing when disabled."""
+def autocast_for(device: torch.device, amp: bool | None) -> AbstractContextManager[Any]:
+    """bf16 autocast (CPU or CUDA) when ``amp`` is True; None = where bf16 is native."""
+    enabled = bf16_is_fast(device) if amp is None else amp
     if not enabled:
         return nullcontext()
-    dtype = torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -91,13 +96,51 @@ def prepare_run(cfg: Config) -> tuple[ImageDataset, ImageDataset, torch.device]:
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(cfg.train.device)
-    train_set = load_dataset(cfg.data.dataset, "train", root=cfg.data.data_dir, download=cfg.data.download)
-    test_set = load_dataset(cfg.data.dataset, "test", root=cfg.data.data_dir, download=cfg.data.download)
+    train_set = load_dataset(
+        cfg.data.dataset, "train", root=cfg.data.data_dir, download=cfg.data.download
+    )
+    try:
+        test_set = load_dataset(
+            cfg.data.dataset, "test", root=cfg.data.data_dir, download=cfg.data.download
+        )
+    except (FileNotFoundError, ValueError):
+        if cfg.data.dataset not in ("image-folder", "folder"):
+            raise
+        # A user's folder without a test/ sub-folder: hold out a seeded 10% for evaluation.
+        train_set, test_set = train_set.split_validation(0.1, seed=cfg.train.seed)
     if cfg.data.train_subset is not None and cfg.data.train_subset < len(train_set):
         g = torch.Generator().manual_seed(cfg.train.seed)
         idx = torch.randperm(len(train_set), generator=g)[: cfg.data.train_subset]
         train_set = train_set.subset(idx)
     return train_set.to(device), test_set.to(device), device
+
+
+class _StopFlag:
+    """Set by the first Ctrl-C; the loop finishes the step, checkpoints and stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@contextmanager
+def _deferred_interrupt() -> Iterator[_StopFlag]:
+    """Turn the first SIGINT into a request to stop after the current step (a second one
+    interrupts at once). Only in the main thread; elsewhere a no-op."""
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: object) -> None:
+        flag.requested = True
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
@@ -107,13 +150,21 @@ def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
 
 
 def _build_optimizer(cfg: Config, method: Method) -> torch.optim.Optimizer:
+    """Decayed / excluded (bias, norm) groups, plus the method's own groups (a learnable τ)."""
     extra = method.extra_parameter_groups()
     extra_ids = {id(p) for g in extra for p in g["params"]}  # type: ignore[attr-defined]
-    groups = param_groups(method, cfg.optim.weight_decay, exclude=extra_ids)
-    groups = groups + extra
+    groups = []
+    for group in param_groups(method, cfg.optim.weight_decay):
+        params = [p for p in group["params"] if id(p) not in extra_ids]
+        if params:
+            groups.append({**group, "params": params})
     opt = build_optimizer(
-        cfg.optim.name, groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-        momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
+        cfg.optim.name,
+        groups + extra,
+        lr=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        momentum=cfg.optim.momentum,
+        nesterov=cfg.optim.nesterov,
     )
     for group in opt.param_groups:
         group.setdefault("base_lr", group["lr"])
@@ -147,19 +198,27 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
     torch.manual_seed(cfg.train.seed)
     train_set, test_set, device = prepare_run(cfg)
     if cfg.data.batch_size > len(train_set):
-        raise ValueError(f"data.batch_size ({cfg.data.batch_size}) exceeds the training set ({len(train_set)})")
+        raise ValueError(
+            f"data.batch_size ({cfg.data.batch_size}) exceeds the training set ({len(train_set)})"
+        )
     method = build_method(cfg, in_channels=train_set.images.shape[1])
     if method.needs_labels and not train_set.is_labeled:
-        raise ValueError(f"method {cfg.method.name!r} needs labels; dataset {cfg.data.dataset!r} has none")
+        raise ValueError(
+            f"method {cfg.method.name!r} needs labels; dataset {cfg.data.dataset!r} has none"
+        )
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    method = method.to(device=device, memory_format=memory_format)
-    augment = augment_for(train_set, cfg.data.augment, views=cfg.data.views, channels_last=cfg.train.channels_last)
+    method = method.to(device)
+    if cfg.train.channels_last:
+        method = method.to(memory_format=memory_format)  # type: ignore[call-overload]
+    augment = augment_for(
+        train_set, cfg.data.augment, views=cfg.data.views, channels_last=cfg.train.channels_last
+    )
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
     state = RunState()
     ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
+    if resume and (ckpt_path.exists() or previous_path(ckpt_path).exists()):
+        ckpt, _ = load_latest(out, CHECKPOINT)
         stored = config_from_dict(ckpt["config"])
         if config_to_dict(stored)["method"] != config_to_dict(cfg)["method"]:
             raise ValueError(f"cannot resume {ckpt_path}: its method config differs from this one")
@@ -176,93 +235,150 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
     if state.done:
         return result
     logger = RunLogger(out, quiet=cfg.train.quiet)
-    diagnostics = Diagnostics(cfg, test_set, augment, device) if cfg.train.diagnostics_every > 0 else None
-    steps_per_epoch = len(train_set) // cfg.data.batch_size
-    total_steps = max(1, cfg.train.epochs * steps_per_epoch)
-    warmup = int(cfg.optim.warmup_epochs * steps_per_epoch)
-    budget = None if cfg.train.max_time is None else cfg.train.max_time * 60.0
+    diagnostics = (
+        Diagnostics(cfg, test_set, augment, device) if cfg.train.diagnostics_every > 0 else None
+    )
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_path, {
-            "method": method.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": capture_rng_state(),
-            "aug_generator": aug_gen.get_state(),
-            "state": dict(vars(state)),
-            "config": config_to_dict(cfg),
-        })
+        save_checkpoint(
+            ckpt_path,
+            {
+                "method": method.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": capture_rng_state(),
+                "aug_generator": aug_gen.get_state(),
+                "state": dict(vars(state)),
+                "config": config_to_dict(cfg),
+            },
+        )
 
+    loop = _Loop(cfg, method, optimizer, augment, aug_gen, train_set, state)
     try:
-        while state.epoch < cfg.train.epochs and not state.done:
-            order = _epoch_order(len(train_set), cfg.data.batch_size, cfg.train.seed, state.epoch, device)
-            method.train()
-            losses: list[float] = []
-            epoch_start, epoch_images = time.perf_counter(), 0
-            bar = progress_bar(steps_per_epoch, f"epoch {state.epoch + 1}/{cfg.train.epochs}", quiet=cfg.train.quiet)
-            bar.update(state.step_in_epoch)
-            while state.step_in_epoch < steps_per_epoch:
-                t0 = time.perf_counter()
-                progress = state.global_step / total_steps
-                if budget is not None:
-                    progress = max(progress, state.train_seconds / budget)
-                lr = _set_lr(optimizer, warmup_cosine(state.global_step, total_steps, warmup, 1.0, cfg.optim.final_lr_frac)
-                             if budget is None else _time_lr(progress, state.global_step, warmup, cfg.optim.final_lr_frac))
-                idx = order[state.step_in_epoch]
-                images = train_set.images.index_select(0, idx)
-                labels = train_set.labels.index_select(0, idx)
-                views = augment(images, generator=aug_gen)
-                with autocast_for(device, cfg.train.amp):
-                    out_step = method.training_step(views, labels, step=state.global_step, progress=min(progress, 1.0))
-                loss = out_step.loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {float(loss)} at step {state.global_step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                method.after_optimizer_step(step=state.global_step, progress=min(progress, 1.0))
-                dt = time.perf_counter() - t0
-                state.train_seconds += dt
-                state.global_step += 1
-                state.step_in_epoch += 1
-                state.images_seen += len(idx)
-                epoch_images += len(idx)
-                losses.append(float(loss.detach()))
-                tau = method.temperature_value(state.global_step)
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{len(idx) / dt:.0f}", lr=f"{lr:.2e}",
-                                tau="-" if tau is None else f"{tau:.3f}")
-                if budget is not None and state.train_seconds >= budget:
-                    state.done = True
-                    break
-            bar.close()
-            epoch_seconds = time.perf_counter() - epoch_start
-            finished_epoch = state.step_in_epoch >= steps_per_epoch
-            record: dict[str, Any] = {
-                "epoch": state.epoch + 1, "step": state.global_step,
-                "loss": sum(losses) / max(1, len(losses)), "lr": lr,
-                "images_per_second": epoch_images / max(epoch_seconds, 1e-9),
-                "train_seconds": state.train_seconds,
-            }
-            tau = method.temperature_value(state.global_step)
-            if tau is not None:
-                record["temperature"] = tau
-            if finished_epoch:
-                state.epoch += 1
-                state.step_in_epoch = 0
-            if diagnostics is not None and (state.epoch % cfg.train.diagnostics_every == 0 or state.done):
-                record.update(diagnostics(method, state.global_step))
-            logger.log(record)
-            if state.epoch % cfg.train.checkpoint_every == 0 or state.done or state.epoch >= cfg.train.epochs:
+        with _deferred_interrupt() as stop:
+            while state.epoch < cfg.train.epochs and not state.done:
+                record = loop.run_epoch(stop)
+                if diagnostics is not None and (
+                    state.epoch % cfg.train.diagnostics_every == 0 or state.done or stop.requested
+                ):
+                    record.update(diagnostics(method, state.global_step))
                 if state.epoch >= cfg.train.epochs:
                     state.done = True
-                checkpoint()
-    except KeyboardInterrupt:
-        checkpoint()
+                logger.log(record, step=state.global_step)
+                if stop.requested:
+                    checkpoint()
+                    raise KeyboardInterrupt
+                if state.epoch % cfg.train.checkpoint_every == 0 or state.done:
+                    checkpoint()
+    finally:
         logger.close()
-        raise
-    logger.close()
     torch.save(method.backbone.state_dict(), out / "encoder.pt")
     return result
+
+
+class _Loop:
+    """The per-step work of one run; state lives in :class:`RunState` so it checkpoints."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        method: Method,
+        optimizer: torch.optim.Optimizer,
+        augment: MultiViewAugment,
+        aug_gen: torch.Generator,
+        train_set: ImageDataset,
+        state: RunState,
+    ) -> None:
+        self.cfg, self.method, self.optimizer = cfg, method, optimizer
+        self.augment, self.aug_gen, self.train_set, self.state = augment, aug_gen, train_set, state
+        self.steps_per_epoch = len(train_set) // cfg.data.batch_size
+        self.total_steps = max(1, cfg.train.epochs * self.steps_per_epoch)
+        self.warmup = int(cfg.optim.warmup_epochs * self.steps_per_epoch)
+        self.budget = None if cfg.train.max_time is None else cfg.train.max_time * 60.0
+        self.device = train_set.images.device
+
+    def progress(self) -> float:
+        """Fraction of training done: by steps, or by the wall-clock budget if that is ahead."""
+        p = self.state.global_step / self.total_steps
+        if self.budget is not None:
+            p = max(p, self.state.train_seconds / self.budget)
+        return min(p, 1.0)
+
+    def lr_factor(self) -> float:
+        step, final = self.state.global_step, self.cfg.optim.final_lr_frac
+        if self.budget is None:
+            return warmup_cosine(step, self.total_steps, self.warmup, 1.0, final)
+        return _time_lr(self.progress(), step, self.warmup, final)
+
+    def step(self, idx: Tensor) -> tuple[float, float]:
+        """One optimiser step on the images at ``idx``; returns (loss, lr)."""
+        cfg, method, st = self.cfg, self.method, self.state
+        progress = self.progress()
+        lr = _set_lr(self.optimizer, self.lr_factor())
+        images = self.train_set.images.index_select(0, idx)
+        labels = self.train_set.labels.index_select(0, idx)
+        views = self.augment(images, generator=self.aug_gen)
+        with autocast_for(self.device, cfg.train.amp):
+            out = method.training_step(views, labels, step=st.global_step, progress=progress)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(f"loss became {float(out.loss)} at step {st.global_step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        method.after_optimizer_step(step=st.global_step, progress=progress)
+        return float(out.loss.detach()), lr
+
+    def run_epoch(self, stop: _StopFlag) -> dict[str, Any]:
+        """Steps until the epoch ends, the budget runs out or a stop is requested."""
+        cfg, st = self.cfg, self.state
+        order = _epoch_order(
+            len(self.train_set), cfg.data.batch_size, cfg.train.seed, st.epoch, self.device
+        )
+        self.method.train()
+        losses: list[float] = []
+        lr, epoch_start, epoch_images = 0.0, time.perf_counter(), 0
+        bar = progress_bar(
+            self.steps_per_epoch, f"epoch {st.epoch + 1}/{cfg.train.epochs}", quiet=cfg.train.quiet
+        )
+        bar.update(st.step_in_epoch)
+        while st.step_in_epoch < self.steps_per_epoch and not stop.requested:
+            t0 = time.perf_counter()
+            idx = order[st.step_in_epoch]
+            loss, lr = self.step(idx)
+            dt = time.perf_counter() - t0
+            st.train_seconds += dt
+            st.global_step += 1
+            st.step_in_epoch += 1
+            st.images_seen += idx.numel()
+            epoch_images += idx.numel()
+            losses.append(loss)
+            tau = self.method.temperature_value(st.global_step)
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{loss:.3f}",
+                img_s=f"{idx.numel() / dt:.0f}",
+                lr=f"{lr:.2e}",
+                tau="-" if tau is None else f"{tau:.3f}",
+            )
+            if self.budget is not None and st.train_seconds >= self.budget:
+                st.done = True
+                break
+        bar.close()
+        seconds = time.perf_counter() - epoch_start
+        record: dict[str, Any] = {
+            "epoch": st.epoch + 1,
+            "step": st.global_step,
+            "loss": sum(losses) / max(1, len(losses)),
+            "lr": lr,
+            "images_per_second": epoch_images / max(seconds, 1e-9),
+            "train_seconds": st.train_seconds,
+        }
+        tau = self.method.temperature_value(st.global_step)
+        if tau is not None:
+            record["temperature"] = tau
+        if st.step_in_epoch >= self.steps_per_epoch:
+            st.epoch += 1
+            st.step_in_epoch = 0
+        return record
 
 
 def _time_lr(progress: float, step: int, warmup_steps: int, final_frac: float) -> float:

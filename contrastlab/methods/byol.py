@@ -73,6 +73,6 @@ class BYOL(Method):
 
     def after_optimizer_step(self, *, step: int, progress: float) -> None:
         """Move the target towards the online network with the cosine momentum schedule."""
-        m = byol_momentum(progress, 1.0, self.base_momentum)
+        m = byol_momentum(round(progress * 1_000_000), 1_000_000, self.base_momentum)
         ema_update(self.target_backbone, self.backbone, m)
         ema_update(self.target_projector, self.projector, m)

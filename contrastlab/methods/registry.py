@@ -81,12 +81,15 @@ def build_method(cfg: Config, in_channels: int) -> Method:
     loss_name = _loss_name(cfg)
     mc = cfg.model
     try:
+        kw: dict[str, object] = {}
+        if mc.backbone == "small_cnn":
+            kw["widths"] = (mc.width, 2 * mc.width, 4 * mc.width, 8 * mc.width)
         backbone = build_backbone(
-            mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, width=mc.width
+            mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, **kw
         )
     except ValueError as exc:
         raise ConfigError(f"model.backbone: {exc}") from exc
-    feat_dim = int(backbone.feat_dim)
+    feat_dim = int(getattr(backbone, "feat_dim"))  # noqa: B009 - set by every backbone
 
     def head() -> ProjectionHead:
         return ProjectionHead(feat_dim, mc.proj_hidden_dim, mc.proj_dim)

@@ -1,0 +1,111 @@
+"""The config and the CLI reject what they cannot honour, naming the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contrastlab.cli import main
+from contrastlab.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+
+
+def test_unknown_key_is_named() -> None:
+    with pytest.raises(ConfigError, match="loss.temprature"):
+        config_from_dict({"loss": {"temprature": 0.2}})
+    with pytest.raises(ConfigError, match="'optimiser'"):
+        config_from_dict({"optimiser": {}})
+
+
+def test_wrong_type_is_named() -> None:
+    with pytest.raises(ConfigError, match="train.epochs"):
+        config_from_dict({"train": {"epochs": "many"}})
+    with pytest.raises(ConfigError, match="loss.temperature"):
+        apply_overrides(Config(), ["loss.temperature=[1, 2]"])
+    with pytest.raises(ConfigError, match="train.amp"):
+        config_from_dict({"train": {"amp": 3}})
+
+
+def test_overrides_and_yaml(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("method:\n  name: supcon\nloss:\n  temperature: 0.07\n")
+    cfg = apply_overrides(
+        load_config(f), ["optim.lr=0.1", "train.max_time=2.5", "data.data_dir=null"]
+    )
+    assert cfg.method.name == "supcon" and cfg.loss.temperature == 0.07
+    assert cfg.optim.lr == 0.1 and cfg.train.max_time == 2.5 and cfg.data.data_dir is None
+    with pytest.raises(ConfigError, match="section.key"):
+        apply_overrides(cfg, ["lr=0.1"])
+
+
+def test_cli_rejects_unknown_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--set", "train.epoch=3"]) == 2
+    assert "train.epoch" in capsys.readouterr().err
+
+
+def test_cli_rejects_method_loss_mismatch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "train",
+            "--method",
+            "supcon",
+            "--loss",
+            "nt_xent",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 2
+    assert "does not fit" in capsys.readouterr().err
+
+
+def test_cli_rejects_supcon_without_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    for i in range(8):
+        Image.new("L", (28, 28), color=i * 20).save(folder / f"{i}.png")
+    code = main(
+        [
+            "train",
+            "--method",
+            "supcon",
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(folder),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--quiet",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 2
+    assert "labels" in capsys.readouterr().err
+
+
+def test_config_command_prints_resolved_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--method", "moco", "--temperature", "0.3"]) == 0
+    text = capsys.readouterr().out
+    assert "name: moco" in text and "temperature: 0.3" in text
+
+
+def test_config_json_round_trip(tmp_path: Path) -> None:
+    cfg = apply_overrides(Config(), ["loss.policy=dystress", "loss.shift=0.2"])
+    from contrastlab.config import config_to_dict
+
+    again = config_from_dict(json.loads(json.dumps(config_to_dict(cfg))))
+    assert again == cfg

@@ -1,0 +1,136 @@
+"""Training end to end on real Fashion-MNIST: a run interrupted by Ctrl-C and resumed ends with
+the same weights as an uninterrupted one; a damaged checkpoint gives a clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from contrastlab.config import Config, apply_overrides
+from contrastlab.engine import trainer as trainer_mod
+from contrastlab.engine.run import run
+from contrastlab.engine.trainer import train
+from contrastlab.methods import Method
+
+
+def _cfg(out: Path, method: str = "simclr", *extra: str) -> Config:
+    return apply_overrides(
+        Config(),
+        [
+            f"method.name={method}",
+            "data.train_subset=512",
+            "data.batch_size=128",
+            "train.epochs=2",
+            "model.width=8",
+            "model.proj_hidden_dim=32",
+            "model.proj_dim=16",
+            "model.pred_hidden_dim=32",
+            "method.queue_size=256",
+            "train.quiet=true",
+            "train.diagnostics_samples=256",
+            "train.threads=1",
+            f"train.out={out}",
+            "train.deterministic=true",
+            *extra,
+        ],
+    )
+
+
+def _weights(method: Method) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in method.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
+def test_interrupted_and_resumed_equals_uninterrupted(
+    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    straight = train(_cfg(tmp_path / "a", method))
+    expected = _weights(straight.method)
+
+    # Ctrl-C in the middle of epoch 1 (step 5 of 4 + 4): the step finishes, a checkpoint is
+    # written, KeyboardInterrupt propagates.
+    original = trainer_mod._Loop.step
+    calls = {"n": 0}
+
+    def step_then_interrupt(self: trainer_mod._Loop, idx: torch.Tensor) -> tuple[float, float]:
+        out = original(self, idx)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(trainer_mod._Loop, "step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "b", method))
+    monkeypatch.setattr(trainer_mod._Loop, "step", original)
+    saved = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert saved["state"]["global_step"] == 5 and saved["state"]["step_in_epoch"] == 1
+
+    resumed = train(_cfg(tmp_path / "b", method), resume=True)
+    assert resumed.state.global_step == straight.state.global_step == 8
+    got = _weights(resumed.method)
+    assert got.keys() == expected.keys()
+    for k in expected:
+        assert torch.equal(got[k], expected[k]), f"{method}: {k} differs after resume"
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "r", "simclr", "train.epochs=1")
+    train(cfg)
+    ckpt = tmp_path / "r" / "last.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="last.pt"):
+        train(cfg, resume=True)
+
+
+def test_run_writes_summary_and_logs(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "s", "supcon", "train.epochs=1", "eval.linear_epochs=2", "eval.knn_k=20")
+    summary = run(cfg)
+    on_disk = json.loads((tmp_path / "s" / "summary.json").read_text())
+    for key in (
+        "method",
+        "dataset",
+        "epochs_done",
+        "train_seconds",
+        "images_per_second",
+        "linear_top1",
+        "knn_top1",
+        "untrained_linear_top1",
+        "untrained_knn_top1",
+        "alignment",
+        "uniformity",
+        "tolerance",
+        "final_temperature",
+    ):
+        assert key in on_disk, key
+    assert on_disk["final_temperature"] == pytest.approx(0.1)
+    assert 10.0 < summary["linear_top1"] <= 100.0
+    lines = (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()
+    rec = json.loads(lines[-1])
+    for key in (
+        "loss",
+        "uniformity",
+        "alignment",
+        "tolerance",
+        "effective_rank",
+        "hardness_entropy",
+        "effective_negatives",
+        "max_negative_weight",
+        "positive_share",
+        "temperature",
+    ):
+        assert key in rec, key
+    for name in (
+        "config.json",
+        "encoder.pt",
+        "last.pt",
+        "test_features.npy",
+        "test_projections.npy",
+    ):
+        assert (tmp_path / "s" / name).is_file(), name
