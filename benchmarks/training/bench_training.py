@@ -1,0 +1,194 @@
+"""Issue-5 benchmark: accuracy of each method on Fashion-MNIST under a wall-clock budget, and the
+throughput of a full training step.
+
+Runs `contrastlab train` (one subprocess per run, 2 threads) for each method and seed, reads each
+run's summary.json and writes a Markdown table to stdout and benchmarks/training/results.json.
+
+    python benchmarks/training/bench_training.py --minutes 10 --seeds 0 1 2 --methods simclr supcon
+    python benchmarks/training/bench_training.py --minutes 10 --seeds 0 --methods moco byol
+    python benchmarks/training/bench_training.py --throughput      # step images/s, eval seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
+KEYS = (
+    "linear_top1",
+    "knn_top1",
+    "untrained_linear_top1",
+    "untrained_knn_top1",
+    "alignment",
+    "uniformity",
+    "tolerance",
+    "final_temperature",
+    "images_per_second",
+    "epochs_done",
+    "eval_seconds",
+)
+
+
+def run_one(
+    method: str, seed: int, minutes: float, out: Path, extra: list[str]
+) -> dict[str, object]:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "contrastlab",
+        "train",
+        "--method",
+        method,
+        "--seed",
+        str(seed),
+        "--max-time",
+        str(minutes),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "train.threads=2",
+        *extra,
+    ]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["wall_seconds"] = time.perf_counter() - t0
+    return summary
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for method in args.methods:
+        for seed in args.seeds:
+            key = f"{method}/seed{seed}/{args.minutes}min"
+            if key in results and not args.force:
+                continue
+            out = Path(args.runs) / f"{method}-s{seed}-{args.minutes}m"
+            extra = [x for s in args.set for x in ("--set", s)]
+            results[key] = {
+                k: v for k, v in run_one(method, seed, args.minutes, out, extra).items()
+            }
+            RESULTS.write_text(json.dumps(results, indent=2))
+    print_table(results)
+
+
+def print_table(results: dict[str, dict[str, object]]) -> None:
+    by_method: dict[str, list[dict[str, object]]] = {}
+    for key, summary in results.items():
+        by_method.setdefault(key.split("/")[0] + " " + key.split("/")[2], []).append(summary)
+    print(
+        "| method (budget) | seeds | linear top-1 | kNN top-1 | untrained lin / kNN | uniformity | tolerance | τ end | img/s | epochs |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, runs in sorted(by_method.items()):
+
+        def col(k: str, fmt: str = ".2f", runs: list[dict[str, object]] = runs) -> str:
+            vals = [float(r[k]) for r in runs if r.get(k) is not None]  # type: ignore[arg-type]
+            if not vals:
+                return "n/a"
+            mean = statistics.fmean(vals)
+            return f"{mean:{fmt}}" + (f" ± {statistics.stdev(vals):{fmt}}" if len(vals) > 1 else "")
+
+        print(
+            f"| {name} | {len(runs)} | {col('linear_top1')} | {col('knn_top1')} | "
+            f"{col('untrained_linear_top1', '.1f')} / {col('untrained_knn_top1', '.1f')} | "
+            f"{col('uniformity', '.2f')} | {col('tolerance', '.3f')} | {col('final_temperature', '.3f')} | "
+            f"{col('images_per_second', '.0f')} | {col('epochs_done', '.1f')} |"
+        )
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """Images/s of full SimCLR steps (augment + forward + backward + update) at batch 256."""
+    import torch
+
+    from contrastlab.config import Config, apply_overrides
+    from contrastlab.data import augment_for, load_dataset
+    from contrastlab.engine.evaluate import evaluate_backbone
+    from contrastlab.engine.trainer import _build_optimizer, autocast_for
+    from contrastlab.methods import build_method
+
+    torch.set_num_threads(2)
+    cfg = apply_overrides(Config(), [f"data.batch_size={args.batch}"])
+    ds = load_dataset("fashion-mnist")
+    test = load_dataset("fashion-mnist", "test")
+    aug = augment_for(ds, views=2, channels_last=True)
+    method = build_method(cfg, 1).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = _build_optimizer(cfg, method)
+    gen = torch.Generator().manual_seed(0)
+    device = torch.device("cpu")
+    parts = {"augment": 0.0, "forward": 0.0, "backward": 0.0, "update": 0.0}
+    n_steps, warm = args.steps, 3
+    total_images = 0
+    t_all = 0.0
+    for i in range(n_steps + warm):
+        idx = torch.randint(0, len(ds), (args.batch,), generator=gen)
+        t0 = time.perf_counter()
+        views = aug(ds.images[idx], generator=gen)
+        t1 = time.perf_counter()
+        with autocast_for(device, cfg.train.amp):
+            out = method.training_step(views, ds.labels[idx], step=i, progress=0.0)
+        t2 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        method.after_optimizer_step(step=i, progress=0.0)
+        t4 = time.perf_counter()
+        if i >= warm:
+            parts["augment"] += t1 - t0
+            parts["forward"] += t2 - t1
+            parts["backward"] += t3 - t2
+            parts["update"] += t4 - t3
+            t_all += t4 - t0
+            total_images += args.batch
+    print(
+        f"full SimCLR step, batch {args.batch}: {total_images / t_all:.0f} source images/s "
+        f"({2 * total_images / t_all:.0f} views/s) over {n_steps} steps"
+    )
+    for k, v in parts.items():
+        print(f"  {k:9s} {1000 * v / n_steps:7.1f} ms/step  ({100 * v / t_all:4.1f}%)")
+    t0 = time.perf_counter()
+    res = evaluate_backbone(method.backbone, ds, test, cfg, device)
+    print(
+        f"evaluation (features of 70k images + kNN + linear probe): {time.perf_counter() - t0:.1f} s "
+        f"(kNN {res['knn_top1']:.1f}%, linear {res['linear_top1']:.1f}% for this barely trained encoder)"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--methods", nargs="+", default=["simclr", "supcon", "moco", "byol"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--runs", default="runs/bench-training")
+    p.add_argument(
+        "--set", action="append", default=[], help="extra config overrides for every run"
+    )
+    p.add_argument("--force", action="store_true", help="re-run cells already in results.json")
+    p.add_argument("--throughput", action="store_true")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--table", action="store_true", help="only print the table of results.json")
+    args = p.parse_args()
+    if args.table:
+        print_table(json.loads(RESULTS.read_text()))
+    elif args.throughput:
+        throughput(args)
+    else:
+        accuracy(args)
+
+
+if __name__ == "__main__":
+    main()
