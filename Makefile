@@ -31,7 +31,7 @@ demo: install
 	$(BIN)/contrastlab demo
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests
 
 lint: install
 	$(BIN)/ruff check contrastlab tests benchmarks
