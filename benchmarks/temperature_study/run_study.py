@@ -103,6 +103,7 @@ def main_study() -> int:
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
             for k, v in vars(args).items()
+            if v is not None
             if k
             in (
                 "epochs",

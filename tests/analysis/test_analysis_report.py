@@ -108,13 +108,12 @@ def test_cli_sweep_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         sweep_mod, "run_sweep", lambda cells, opts: real(cells, opts, runner=runner, log=print)
     )
     out = tmp_path / "sweep"
-    argv = ["sweep", "--taus", "0.2", "--losses", "nt_xent", "simple", "--policies", "fixed"]
+    argv = ["sweep", "--taus", "0.2", "--losses", "nt_xent", "--policies", "fixed"]
     argv += ["learnable", "--epochs", "1", "--out", str(out), "--set", "data.train_subset=256"]
     assert main(argv) == 0
     assert [name for name, _ in runner.calls] == [
         "nt_xent-fixed-tau0.2",
         "nt_xent-learnable-tau0.2",
-        "simple-none",
     ]
     for name in ("table.json", "table.md", "table.csv", "table_flat.csv", "report.html"):
         assert (out / name).is_file(), name
