@@ -1,10 +1,10 @@
 """contrastlab.data: datasets held as one uint8 tensor, and batched multi-view augmentation.
 
-    >>> from contrastlab.data import load_dataset, make_augment
-    >>> ds = load_dataset("fashion-mnist").to(device)
-    >>> aug = augment_for(ds, views=2)              # the "grayscale" preset, ds.mean/std
-    >>> for images, labels in ds.batches(512, generator=g):
-    ...     views = aug(images, generator=g)    # list of 2 float tensors (512, 1, 28, 28)
+>>> from contrastlab.data import load_dataset, make_augment
+>>> ds = load_dataset("fashion-mnist").to(device)
+>>> aug = augment_for(ds, views=2)              # the "grayscale" preset, ds.mean/std
+>>> for images, labels in ds.batches(512, generator=g):
+...     views = aug(images, generator=g)    # list of 2 float tensors (512, 1, 28, 28)
 """
 
 from contrastlab.data.augment import (

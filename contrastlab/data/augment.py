@@ -79,8 +79,11 @@ def simclr_spec(strength: float, blur: bool) -> ViewSpec:
     """SimCLR's view (Chen et al. 2020, SPEC §1): jitter 0.8s/0.8s/0.8s/0.2s with p 0.8,
     grayscale 0.2, crop 0.08-1, flip 0.5, blur p 0.5 (ImageNet sizes only)."""
     return ViewSpec(
-        brightness=0.8 * strength, contrast=0.8 * strength, saturation=0.8 * strength,
-        hue=0.2 * strength, blur_p=0.5 if blur else 0.0,
+        brightness=0.8 * strength,
+        contrast=0.8 * strength,
+        saturation=0.8 * strength,
+        hue=0.2 * strength,
+        blur_p=0.5 if blur else 0.0,
     )
 
 
@@ -108,8 +111,12 @@ PRESETS: dict[str, tuple[ViewSpec, ...]] = {
 }
 
 DEFAULT_PRESET = {
-    "fashion-mnist": "grayscale", "mnist": "grayscale-digits", "cifar10": "simclr-cifar",
-    "cifar100": "simclr-cifar", "svhn": "simclr-cifar", "stl10": "simclr-imagenet",
+    "fashion-mnist": "grayscale",
+    "mnist": "grayscale-digits",
+    "cifar10": "simclr-cifar",
+    "cifar100": "simclr-cifar",
+    "svhn": "simclr-cifar",
+    "stl10": "simclr-imagenet",
     "image-folder": "simclr-imagenet",
 }
 
@@ -221,8 +228,10 @@ class MultiViewAugment:
         self.channels_last = channels_last
 
     def __repr__(self) -> str:
-        return (f"MultiViewAugment(views={self.views}, size={self.size}, specs={self.specs}, "
-                f"mean={self.mean}, std={self.std})")
+        return (
+            f"MultiViewAugment(views={self.views}, size={self.size}, specs={self.specs}, "
+            f"mean={self.mean}, std={self.std})"
+        )
 
     def __call__(
         self,
@@ -294,11 +303,16 @@ def make_augment(
 
 
 def augment_for(
-    dataset: DatasetLike, preset: str | None = None, *, views: int = 2,
-    size: int | tuple[int, int] | None = None, channels_last: bool = False,
+    dataset: DatasetLike,
+    preset: str | None = None,
+    *,
+    views: int = 2,
+    size: int | tuple[int, int] | None = None,
+    channels_last: bool = False,
 ) -> MultiViewAugment:
     """The augmentation for a dataset: its mean/std and its default preset
     (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...)."""
     chosen = preset or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
-    return make_augment(chosen, dataset.mean, dataset.std, views=views, size=size,
-                        channels_last=channels_last)
+    return make_augment(
+        chosen, dataset.mean, dataset.std, views=views, size=size, channels_last=channels_last
+    )

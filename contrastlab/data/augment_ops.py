@@ -19,8 +19,13 @@ _LUMA = (0.299, 0.587, 0.114)
 
 
 def sample_crop_boxes(
-    n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-    generator: torch.Generator, attempts: int = 10,
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+    attempts: int = 10,
 ) -> torch.Tensor:
     """Random-resized-crop boxes, torchvision's algorithm vectorised over the batch.
 
@@ -32,8 +37,9 @@ def sample_crop_boxes(
     """
     area = height * width
     target = area * torch.empty(n, attempts).uniform_(*scale, generator=generator)
-    log_r = torch.empty(n, attempts).uniform_(math.log(ratio[0]), math.log(ratio[1]),
-                                              generator=generator)
+    log_r = torch.empty(n, attempts).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator
+    )
     aspect = log_r.exp()
     w = (target * aspect).sqrt().round()
     h = (target / aspect).sqrt().round()
@@ -135,8 +141,9 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     inv = 1.0 / chroma.clamp_min(1e-12)  # where chroma is 0 every difference below is 0
     is_r = maxc == r
     is_g = (maxc == g) & ~is_r
-    sixths = torch.where(is_r, (g - b) * inv,
-                         torch.where(is_g, (b - r) * inv + 2.0, (r - g) * inv + 4.0))
+    sixths = torch.where(
+        is_r, (g - b) * inv, torch.where(is_g, (b - r) * inv + 2.0, (r - g) * inv + 4.0)
+    )
     sixths = torch.remainder(sixths + 6.0 * _per_sample(shift, images), 6.0)  # (B, 1, H, W)
     offsets = torch.tensor([5.0, 3.0, 1.0], device=images.device, dtype=images.dtype)
     k = sixths + offsets.view(1, 3, 1, 1)  # in [1, 11): wrap once into [0, 6)
@@ -145,9 +152,7 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return maxc - chroma * (2.0 - (k - 2.0).abs_()).clamp_(0.0, 1.0)
 
 
-def color_jitter(
-    images: torch.Tensor, factors: torch.Tensor, order: list[int]
-) -> torch.Tensor:
+def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: list[int]) -> torch.Tensor:
     """Brightness, contrast, saturation and hue with per-sample factors, in ``order``.
 
     Args:

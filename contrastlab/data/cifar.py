@@ -78,8 +78,9 @@ def find_cifar_folder(root: Path, variant: str) -> Path | None:
     return None
 
 
-def load_cifar(folder: Path, variant: str, split: str) -> tuple[torch.Tensor, torch.Tensor,
-                                                                  tuple[str, ...]]:
+def load_cifar(
+    folder: Path, variant: str, split: str
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Load a split of CIFAR-10 (``variant="cifar10"``) or CIFAR-100 from its batch folder.
 
     Returns:

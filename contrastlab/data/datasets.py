@@ -96,8 +96,13 @@ class ImageDataset:
         """A new dataset of the samples at ``index`` (int64 (M,) or bool (N,)); same stats."""
         index = index.to(self.images.device)
         return ImageDataset(
-            self.images[index], self.labels[index], self.classes, self.name,
-            split if split is not None else self.split, self.mean, self.std,
+            self.images[index],
+            self.labels[index],
+            self.classes,
+            self.name,
+            split if split is not None else self.split,
+            self.mean,
+            self.std,
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ImageDataset:
@@ -105,7 +110,11 @@ class ImageDataset:
         return ImageDataset(
             self.images.to(device, non_blocking=non_blocking),
             self.labels.to(device, non_blocking=non_blocking),
-            self.classes, self.name, self.split, self.mean, self.std,
+            self.classes,
+            self.name,
+            self.split,
+            self.mean,
+            self.std,
         )
 
     def batch_indices(

@@ -69,7 +69,10 @@ def _fetch(url: str, target: Path, timeout: float, quiet: bool) -> None:
         show = not quiet and sys.stderr.isatty()
         received = 0
         with tqdm(
-            total=expected, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
+            total=expected,
+            unit="B",
+            unit_scale=True,
+            desc=url.rsplit("/", 1)[-1],
             disable=not show,
         ) as bar:
             while True:

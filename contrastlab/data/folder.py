@@ -20,9 +20,7 @@ def _pil() -> Any:
     try:
         from PIL import Image
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading an image folder needs pillow: pip install pillow"
-        ) from err
+        raise ImportError("reading an image folder needs pillow: pip install pillow") from err
     return Image
 
 

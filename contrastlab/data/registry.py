@@ -28,8 +28,16 @@ Root = str | Path | None
 Loaded = tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]
 
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 
@@ -48,7 +56,10 @@ def _idx(name: str, classes: tuple[str, ...]) -> Callable[[str, Root, bool], Loa
 
 
 def _archive(
-    name: str, archive: str, member: str, find: Callable[[Path], Path | None],
+    name: str,
+    archive: str,
+    member: str,
+    find: Callable[[Path], Path | None],
     read: Callable[[Path, str], Loaded],
 ) -> Callable[[str, Root, bool], Loaded]:
     def load(split: str, root: Root, download: bool) -> Loaded:
@@ -70,7 +81,9 @@ def _archive(
 def _cifar(variant: str) -> Callable[[str, Root, bool], Loaded]:
     layout = CIFAR_LAYOUT[variant]
     return _archive(
-        variant, layout["archive"], layout["folder"],
+        variant,
+        layout["archive"],
+        layout["folder"],
         lambda base: find_cifar_folder(base, variant),
         lambda folder, split: load_cifar(folder, variant, split),
     )
@@ -107,9 +120,15 @@ DATASETS: dict[str, DatasetEntry] = {
     "image-folder": DatasetEntry(("train", "test", "val"), lambda s, r, d: _load_folder(s, r)),
 }
 ALIASES = {
-    "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
-    "cifar-10": "cifar10", "cifar-100": "cifar100", "stl-10": "stl10", "folder": "image-folder",
-    "image_folder": "image-folder", "imagefolder": "image-folder",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+    "stl-10": "stl10",
+    "folder": "image-folder",
+    "image_folder": "image-folder",
+    "imagefolder": "image-folder",
 }
 
 
@@ -118,9 +137,7 @@ def available_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
-def _load_folder(
-    split: str, root: Root, image_size: int | tuple[int, int] | None = None
-) -> Loaded:
+def _load_folder(split: str, root: Root, image_size: int | tuple[int, int] | None = None) -> Loaded:
     if root is None:
         raise ValueError("image-folder needs root= the folder holding the images")
     base = Path(root).expanduser()

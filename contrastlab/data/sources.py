@@ -32,60 +32,97 @@ _SVHN = "http://ufldl.stanford.edu/housenumbers/"
 REMOTES: dict[str, dict[str, tuple[Remote, ...]]] = {
     "fashion-mnist": {
         "train": (
-            Remote("train-images-idx3-ubyte.gz", _FASHION + "train-images-idx3-ubyte.gz",
-                   "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-            Remote("train-labels-idx1-ubyte.gz", _FASHION + "train-labels-idx1-ubyte.gz",
-                   "25c81989df183df01b3e8a0aad5dffbe"),
+            Remote(
+                "train-images-idx3-ubyte.gz",
+                _FASHION + "train-images-idx3-ubyte.gz",
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            ),
+            Remote(
+                "train-labels-idx1-ubyte.gz",
+                _FASHION + "train-labels-idx1-ubyte.gz",
+                "25c81989df183df01b3e8a0aad5dffbe",
+            ),
         ),
         "test": (
-            Remote("t10k-images-idx3-ubyte.gz", _FASHION + "t10k-images-idx3-ubyte.gz",
-                   "bef4ecab320f06d8554ea6380940ec79"),
-            Remote("t10k-labels-idx1-ubyte.gz", _FASHION + "t10k-labels-idx1-ubyte.gz",
-                   "bb300cfdad3c16e7a12a480ee83cd310"),
+            Remote(
+                "t10k-images-idx3-ubyte.gz",
+                _FASHION + "t10k-images-idx3-ubyte.gz",
+                "bef4ecab320f06d8554ea6380940ec79",
+            ),
+            Remote(
+                "t10k-labels-idx1-ubyte.gz",
+                _FASHION + "t10k-labels-idx1-ubyte.gz",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            ),
         ),
     },
     "mnist": {
         "train": (
-            Remote("train-images-idx3-ubyte.gz", _MNIST + "train-images-idx3-ubyte.gz",
-                   "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            Remote("train-labels-idx1-ubyte.gz", _MNIST + "train-labels-idx1-ubyte.gz",
-                   "d53e105ee54ea40749a09fcbcd1e9432"),
+            Remote(
+                "train-images-idx3-ubyte.gz",
+                _MNIST + "train-images-idx3-ubyte.gz",
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            ),
+            Remote(
+                "train-labels-idx1-ubyte.gz",
+                _MNIST + "train-labels-idx1-ubyte.gz",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+            ),
         ),
         "test": (
-            Remote("t10k-images-idx3-ubyte.gz", _MNIST + "t10k-images-idx3-ubyte.gz",
-                   "9fb629c4189551a2d022fa330f9573f3"),
-            Remote("t10k-labels-idx1-ubyte.gz", _MNIST + "t10k-labels-idx1-ubyte.gz",
-                   "ec29112dd5afa0611ce80d1b7f02629c"),
+            Remote(
+                "t10k-images-idx3-ubyte.gz",
+                _MNIST + "t10k-images-idx3-ubyte.gz",
+                "9fb629c4189551a2d022fa330f9573f3",
+            ),
+            Remote(
+                "t10k-labels-idx1-ubyte.gz",
+                _MNIST + "t10k-labels-idx1-ubyte.gz",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+            ),
         ),
     },
     "cifar10": {
         "all": (
-            Remote("cifar-10-python.tar.gz",
-                   "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                   "c58f30108f718f92721af3b95e74349a"),
+            Remote(
+                "cifar-10-python.tar.gz",
+                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                "c58f30108f718f92721af3b95e74349a",
+            ),
         ),
     },
     "cifar100": {
         "all": (
-            Remote("cifar-100-python.tar.gz",
-                   "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                   "eb9058c3a382ffc7106e4002c42a8d85"),
+            Remote(
+                "cifar-100-python.tar.gz",
+                "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                "eb9058c3a382ffc7106e4002c42a8d85",
+            ),
         ),
     },
     "stl10": {
         "all": (
-            Remote("stl10_binary.tar.gz",
-                   "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
-                   "91f7769df0f17e558f3565bffb0c7dfb"),
+            Remote(
+                "stl10_binary.tar.gz",
+                "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
+                "91f7769df0f17e558f3565bffb0c7dfb",
+            ),
         ),
     },
     "svhn": {
-        "train": (Remote("train_32x32.mat", _SVHN + "train_32x32.mat",
-                         "e26dedcc434d2e4c54c9b2d4a06d8373"),),
-        "test": (Remote("test_32x32.mat", _SVHN + "test_32x32.mat",
-                        "eb5a983be6a315427106f1b164d9cef3"),),
-        "extra": (Remote("extra_32x32.mat", _SVHN + "extra_32x32.mat",
-                         "a93ce644f1a588dc4d68dda5feec44a7"),),
+        "train": (
+            Remote(
+                "train_32x32.mat", _SVHN + "train_32x32.mat", "e26dedcc434d2e4c54c9b2d4a06d8373"
+            ),
+        ),
+        "test": (
+            Remote("test_32x32.mat", _SVHN + "test_32x32.mat", "eb5a983be6a315427106f1b164d9cef3"),
+        ),
+        "extra": (
+            Remote(
+                "extra_32x32.mat", _SVHN + "extra_32x32.mat", "a93ce644f1a588dc4d68dda5feec44a7"
+            ),
+        ),
     },
 }
 
