@@ -117,7 +117,7 @@ def throughput(args: argparse.Namespace) -> None:
     from contrastlab.engine.trainer import _build_optimizer, autocast_for
     from contrastlab.methods import build_method
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     cfg = apply_overrides(Config(), [f"data.batch_size={args.batch}"])
     ds = load_dataset("fashion-mnist")
     test = load_dataset("fashion-mnist", "test")
@@ -180,6 +180,7 @@ def main() -> None:
     p.add_argument("--throughput", action="store_true")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--table", action="store_true", help="only print the table of results.json")
     args = p.parse_args()
     if args.table:
