@@ -332,7 +332,10 @@ def test_registry_gradcheck_float64(name):
         return spec.fn(**kw, **extra)
 
     tensors = tuple(inputs[k].detach().clone().requires_grad_(True) for k in grad_keys)
-    assert torch.autograd.gradcheck(f, tensors, eps=1e-6, atol=1e-6, rtol=1e-5)
+    # backend="auto" may keep the forward's exp tiles for the first backward and recompute them
+    # in a repeated one: the two agree to ~1e-16, which gradcheck's reentrancy check must allow.
+    nondet = 1e-12
+    assert torch.autograd.gradcheck(f, tensors, eps=1e-6, atol=1e-6, rtol=1e-5, nondet_tol=nondet)
     # and "none" reduction / per-anchor outputs where the function supports it
     if "reduction" in _params(spec.fn):
         def g(*tensors):
@@ -340,7 +343,7 @@ def test_registry_gradcheck_float64(name):
             kw.update(zip(grad_keys, tensors, strict=True))
             return spec.fn(**kw, **extra, reduction="none")
 
-        assert torch.autograd.gradcheck(g, tensors, eps=1e-6, atol=1e-6, rtol=1e-5)
+        assert torch.autograd.gradcheck(g, tensors, eps=1e-6, atol=1e-6, rtol=1e-5, nondet_tol=nondet)
 
 
 def _params(fn):
