@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1
 FMNIST  := /usr/share/datasets/fashion-mnist
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install data-deps system-deps demo test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,21 +16,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP) system-deps
+install: $(STAMP)
 
-# Fashion-MNIST (real data, offline) and Chromium (the report's browser test) from Debian.
-system-deps:
-	@if [ ! -d $(FMNIST) ] || ! command -v chromium >/dev/null 2>&1; then \
+# Fashion-MNIST (real data, offline) from Debian: all the demo needs.
+data-deps:
+	@if [ ! -d $(FMNIST) ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      dataset-fashion-mnist chromium chromium-driver >/dev/null; \
-	  else echo "not root: install dataset-fashion-mnist chromium chromium-driver with apt-get"; fi; \
+	      dataset-fashion-mnist >/dev/null; \
+	  else echo "not root: run 'apt-get install dataset-fashion-mnist' (or pass --download)"; fi; \
 	fi
 
-demo: install
+# The tests also render the HTML report in headless Chromium.
+system-deps: data-deps
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null; \
+	  else echo "not root: run 'apt-get install chromium chromium-driver' (browser tests will skip)"; fi; \
+	fi
+
+demo: install data-deps
 	$(BIN)/contrastlab demo
 
-test: install
+test: install system-deps
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests
 
 lint: install

@@ -17,7 +17,7 @@ from contrastlab.config import Config, ConfigError, apply_overrides, config_to_d
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
-DEMO_MINUTES = 2.5
+DEMO_MINUTES = 2.0
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
