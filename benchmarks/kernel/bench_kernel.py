@@ -4,8 +4,10 @@ Every (case, implementation) runs in its own subprocess with 2 threads, ``OMP_WA
 (on a shared machine spinning OpenMP threads make many-kernel code look far slower than it is;
 the setting applies to every implementation alike) and an address-space cap (``--mem-cap-gb``),
 so a peer that asks for 34 GB is recorded as OOM instead of taking the machine down. Time is the
-median over ``--reps`` timed runs after one warm-up; memory is the peak resident set size minus
-the resident size after the inputs were built (the peak is reset through /proc/self/clear_refs).
+median over ``--reps`` timed runs after one warm-up; "× floor" is the median of per-run ratios to
+the floor, timed in the same process, alternating floor and implementation, so that both see the
+same load; memory is the peak resident set size during the warm-up run minus the resident size
+after the inputs were built (the peak is reset through /proc/self/clear_refs).
 
 Implementations: ``floor`` (the matrix products alone: ``S = Z·Zᵀ`` and the products of its
 backward for the inputs that need a gradient), ``auto`` / ``tiled`` / ``dense`` (contrastlab's
@@ -177,26 +179,34 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     base = _rss_mb("VmRSS")
     _reset_peak()
     times: list[float] = []
+    floor_times: list[float] = []
     try:
         start = time.perf_counter()
-        fn()  # warm-up
+        fn()  # warm-up, and the memory measurement (before the floor's inputs exist)
         warm = time.perf_counter() - start
+        peak = max(_rss_mb("VmHWM"), _rss_mb("VmRSS"))
+        floor = _build(job["loss"], job["n"], job["extra"], "floor") if job["with_floor"] else None
+        if floor is not None:
+            floor()
         reps = job["reps"] if warm * job["reps"] < job["time_budget"] else max(1, job["min_reps"])
+        # Interleave with the floor so both see the same load of a shared machine.
         for _ in range(reps):
+            if floor is not None:
+                t0 = time.perf_counter()
+                floor()
+                floor_times.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
     except (MemoryError, RuntimeError) as err:
         status = "OOM" if "memory" in str(err).lower() or isinstance(err, MemoryError) else "error"
         return {**job, "status": status, "error": str(err)[:200]}
-    peak = max(_rss_mb("VmHWM"), _rss_mb("VmRSS"))
-    return {
-        **job,
-        "status": "ok",
-        "time": statistics.median(times),
-        "times": times,
-        "mem_mb": peak - base,
-    }
+    out = {**job, "status": "ok", "time": statistics.median(times), "times": times}
+    out["mem_mb"] = peak - base
+    if floor_times:
+        out["floor_time"] = statistics.median(floor_times)
+        out["x_floor"] = statistics.median(t / f for t, f in zip(times, floor_times, strict=True))
+    return out
 
 
 def run_job(job: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -222,21 +232,20 @@ def run_job(job: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| case | impl | median s | × floor | × dense | peak RSS growth MB |",
+        "| case | impl | median s | × floor (paired) | × dense | peak RSS growth MB |",
         "|---|---|---:|---:|---:|---:|",
     ]
     by_case: dict[str, dict[str, dict[str, Any]]] = {}
     for r in results:
         by_case.setdefault(r["case"], {})[r["impl"]] = r
     for case, impls in by_case.items():
-        floor = impls.get("floor", {}).get("time")
         dense = impls.get("dense", {}).get("time")
         for impl, r in impls.items():
             if r["status"] != "ok":
                 rows.append(f"| {case} | {impl} | {r['status']} | | | |")
                 continue
             t = r["time"]
-            xf = f"{t / floor:.2f}" if floor else "–"
+            xf = f"{r['x_floor']:.2f}" if "x_floor" in r else "1" if impl == "floor" else "–"
             xd = f"{t / dense:.2f}" if dense else "–"
             rows.append(f"| {case} | {impl} | {t:.3f} | {xf} | {xd} | {r['mem_mb']:.0f} |")
     return "\n".join(rows)
@@ -279,6 +288,7 @@ def main() -> None:
                     "min_reps": 1 if case == BIG[0] else 3,
                     "time_budget": args.time_budget,
                     "mem_cap_gb": args.mem_cap_gb,
+                    "with_floor": impl != "floor" and case != BIG[0],
                 }
                 r = run_job(job, args.timeout)
                 results.append(r)
