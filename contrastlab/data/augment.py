@@ -132,16 +132,16 @@ def _apply_subset(
     generator: torch.Generator,
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """Replace a random subset (each sample with probability p) by ``fn(subset, cpu_index)``."""
+    """Replace, in place, a random subset (each sample with probability p) of ``images`` by
+    ``fn(subset, cpu_index)``; returns ``images``."""
     if p <= 0.0:
         return images
     index = (torch.rand(images.shape[0], generator=generator) < p).nonzero().squeeze(1)
     if index.numel() == 0:
         return images
-    out = images.clone()
     device_index = index.to(images.device)
-    out[device_index] = fn(images[device_index], index)
-    return out
+    images.index_copy_(0, device_index, fn(images.index_select(0, device_index), index))
+    return images
 
 
 def augment_view(
@@ -155,7 +155,9 @@ def augment_view(
     b, c, height, width = images.shape
     boxes = ops.sample_crop_boxes(b, height, width, spec.scale, spec.ratio, generator)
     flip = torch.rand(b, generator=generator) < spec.flip_p
-    out = ops.resized_crop(images, boxes, flip, size)
+    out = ops.resized_crop(
+        images, boxes, flip, size
+    )  # a new tensor: the ops below may work in place
 
     strengths = (spec.brightness, spec.contrast, spec.saturation, spec.hue)
     if spec.jitter_p > 0 and any(strengths):
@@ -167,7 +169,16 @@ def augment_view(
         identity = torch.tensor([1.0, 1.0, 1.0, 0.0])
         factors = torch.where(apply, torch.cat([mult, shift], dim=1), identity)
         order = [i for i in torch.randperm(4, generator=generator).tolist() if strengths[i] > 0]
-        out = ops.color_jitter(out, factors, order)
+        # only the samples drawn for the jitter are computed (the rest would get (1, 1, 1, 0))
+        index = apply.squeeze(1).nonzero().squeeze(1)
+        if index.numel() == b:
+            ops.color_jitter(out, factors, order, inplace=True)
+        elif index.numel():
+            device_index = index.to(out.device)
+            part = ops.color_jitter(
+                out.index_select(0, device_index), factors[index], order, inplace=True
+            )
+            out.index_copy_(0, device_index, part)
     if c == 3:
         out = _apply_subset(
             out, spec.gray_p, generator, lambda x, _: ops.grayscale(x).expand(-1, 3, -1, -1)

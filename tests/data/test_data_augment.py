@@ -161,6 +161,39 @@ def test_hue_matches_colorsys_and_saturation_contrast_limits() -> None:
     torch.testing.assert_close(ops.adjust_brightness(x, torch.ones(3)), x)
 
 
+def test_hue_exact_on_ties_grey_and_wraparound() -> None:
+    pixels = [(0.7, 0.2, 0.7), (0.7, 0.7, 0.2), (0.1, 0.7, 0.7), (0.5, 0.5, 0.5), (1, 0, 0),
+              (0, 0, 1), (0.3, 0.9, 0.9), (0, 0, 0), (1, 1, 1), (0.2, 0.1, 0.9)]
+    shifts = [-0.5, -0.25, -0.1, 0.0, 0.1, 1 / 6, 0.3, 0.5]
+    x = torch.tensor(pixels).T.reshape(1, 3, 1, len(pixels)).repeat(len(shifts), 1, 1, 1)
+    out = ops.adjust_hue(x, torch.tensor(shifts))
+    for b, shift in enumerate(shifts):
+        for j, pixel in enumerate(pixels):
+            h, s, v = colorsys.rgb_to_hsv(*pixel)
+            expected = torch.tensor(colorsys.hsv_to_rgb((h + shift) % 1, s, v), dtype=torch.float32)
+            torch.testing.assert_close(out[b, :, 0, j], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ops.adjust_hue(x, torch.zeros(len(shifts))), x, atol=1e-6, rtol=0)
+
+
+def test_color_jitter_chunks_and_inplace(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(37, 3, 8, 8, generator=g)
+    factors = torch.cat([0.5 + torch.rand(37, 3, generator=g), torch.rand(37, 1, generator=g)
+                         - 0.5], dim=1)
+    whole = ops.color_jitter(x, factors, [2, 0, 3, 1])
+    # one op after the other, as the public functions
+    step = ops.adjust_contrast(ops.adjust_hue(ops.adjust_brightness(ops.adjust_saturation(
+        x, factors[:, 2]), factors[:, 0]), factors[:, 3]), factors[:, 1])
+    torch.testing.assert_close(whole, step, atol=1e-6, rtol=0)
+    monkeypatch.setattr(ops, "_CHUNK_BYTES", 5 * 3 * 8 * 8 * 4)  # chunks of 5 samples
+    y = x.clone()
+    assert ops.color_jitter(y, factors, [2, 0, 3, 1], inplace=True) is y
+    torch.testing.assert_close(y, whole, atol=1e-6, rtol=0)
+    unchanged = ops.color_jitter(x, torch.tensor([[1.0, 1.0, 1.0, 0.0]]).expand(37, 4),
+                                 [0, 1, 2])
+    assert torch.equal(unchanged, x)  # identity factors: bit-exact for these three
+
+
 def test_blur_and_solarize() -> None:
     x = torch.rand(4, 3, 16, 16)
     blurred = ops.gaussian_blur(x, torch.full((4,), 2.0), 5)
