@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import random
 import statistics
 import time
 from collections.abc import Callable
+
+# OpenMP threads of the batched side wait passively (as the contrastlab CLI sets): spinning
+# waits made 2 threads on a shared 2-core machine ~8x slower. Set before torch loads. The
+# baseline's DataLoader workers run torch with 1 thread, so this does not change them.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
@@ -152,8 +158,10 @@ def main() -> None:
         ("Fashion-MNIST 1x28x28", fashion.images, "grayscale", fashion.mean, fashion.std),
         ("random 3x32x32 (CIFAR-sized)", rgb, "simclr-cifar", *cifar_stats),
     ]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
-          f"{args.batches} batches x {args.repeats} runs, {platform.processor() or platform.machine()}")
+          f"{args.batches} batches x {args.repeats} runs, {platform.processor() or platform.machine()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average at start {load}")
     print("| data | preset | ours (views/s) | per-sample PIL, 2 workers (views/s) | ratio "
           "(median) | ratio range |")
     print("|---|---|---:|---:|---:|---|")
@@ -161,6 +169,8 @@ def main() -> None:
         r = bench(name, images, preset, mean, std, args.batch, args.batches, args.repeats)
         print(f"| {r['name']} | {r['preset']} | {r['ours']:,.0f} | {r['baseline']:,.0f} | "
               f"{r['ratio']:.1f}x | {r['ratio_min']:.1f}-{r['ratio_max']:.1f}x |", flush=True)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at end {load}")
 
 
 if __name__ == "__main__":
