@@ -216,7 +216,8 @@ def _apply_one(
     values: torch.Tensor,
 ) -> torch.Tensor:
     out = images.clone()
-    op(out, _per_sample(values, out), _scratch(out, out.shape[0]))
+    work = _scratch(out, out.shape[0]) if op in (_saturation_, _hue_) else out.new_empty((5, 0))
+    op(out, _per_sample(values, out), work)
     return out
 
 
