@@ -113,7 +113,11 @@ class TrainConfig:
     """The training loop. ``max_time`` is a wall-clock budget in minutes; the epoch count then
     only sets the schedule's length (the run stops at the end of the step that crosses it).
     ``amp``: bf16 autocast; None (default) = only where the hardware runs bf16 natively (emulated
-    bf16 on AVX2-only CPUs is several times slower than fp32)."""
+    bf16 on AVX2-only CPUs is several times slower than fp32). ``knn_monitor``: after every
+    epoch, the weighted kNN top-1 of the backbone on fixed subsets (5,000 train images as the
+    bank, 1,000 test queries; labelled data only), logged as ``knn_monitor_top1``.
+    ``diagnostics_every`` (epochs; 0 = off) and ``diagnostics_samples``: the representation
+    diagnostics on a fixed subset of the test split."""
 
     epochs: int = 20
     max_time: float | None = None

@@ -33,10 +33,11 @@ from contrastlab.engine.checkpoint import (
     save_checkpoint,
 )
 from contrastlab.engine.diagnostics import Diagnostics
+from contrastlab.engine.evaluate import normalizer
 from contrastlab.engine.logging import RunLogger, progress_bar
 from contrastlab.engine.optim import build_optimizer, param_groups
 from contrastlab.engine.schedule import warmup_cosine
-from contrastlab.eval import bf16_is_fast
+from contrastlab.eval import KNNMonitor, bf16_is_fast
 from contrastlab.methods import Method, build_method
 
 __all__ = ["RunState", "TrainResult", "autocast_for", "prepare_run", "resolve_device", "train"]
@@ -238,6 +239,7 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
     diagnostics = (
         Diagnostics(cfg, test_set, augment, device) if cfg.train.diagnostics_every > 0 else None
     )
+    monitor = _knn_monitor(cfg, train_set, test_set, device)
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -261,6 +263,8 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
                     state.epoch % cfg.train.diagnostics_every == 0 or state.done or stop.requested
                 ):
                     record.update(diagnostics(method, state.global_step))
+                if monitor is not None:
+                    record["knn_monitor_top1"] = monitor(method.backbone)
                 if state.epoch >= cfg.train.epochs:
                     state.done = True
                 logger.log(record, step=state.global_step)
@@ -273,6 +277,35 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
         logger.close()
     torch.save(method.backbone.state_dict(), out / "encoder.pt")
     return result
+
+
+#: subset sizes of the per-epoch kNN monitor (train bank, test queries).
+MONITOR_TRAIN, MONITOR_TEST = 5000, 1000
+
+
+def _knn_monitor(
+    cfg: Config, train_set: ImageDataset, test_set: ImageDataset, device: torch.device
+) -> KNNMonitor | None:
+    """The per-epoch weighted-kNN monitor on fixed subsets, or None (off, or no labels)."""
+    if not cfg.train.knn_monitor:
+        return None
+    if not (train_set.is_labeled and test_set.is_labeled):
+        return None
+    return KNNMonitor(
+        train_set.images,
+        train_set.labels,
+        test_set.images,
+        test_set.labels,
+        n_train=MONITOR_TRAIN,
+        n_test=MONITOR_TEST,
+        k=cfg.eval.knn_k,
+        t=cfg.eval.knn_t,
+        seed=cfg.train.seed + 303,
+        normalize_fn=normalizer(train_set),
+        device=device,
+        amp=cfg.train.amp,
+        channels_last=cfg.train.channels_last,
+    )
 
 
 class _Loop:

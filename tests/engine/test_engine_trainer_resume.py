@@ -134,3 +134,21 @@ def test_run_writes_summary_and_logs(tmp_path: Path) -> None:
         "test_projections.npy",
     ):
         assert (tmp_path / "s" / name).is_file(), name
+
+
+def test_knn_monitor_logged_every_epoch(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "m", "simclr", "eval.knn_k=20")
+    result = train(cfg)
+    recs = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in recs if "epoch" in r]
+    assert len(epochs) == 2
+    assert all(0.0 <= r["knn_monitor_top1"] <= 100.0 for r in epochs)
+    # the last value is the final backbone's kNN accuracy on the monitor's fixed subsets
+    monitor = trainer_mod._knn_monitor(cfg, result.train_set, result.test_set, result.device)
+    assert monitor is not None
+    assert monitor(result.method.backbone) == pytest.approx(epochs[-1]["knn_monitor_top1"])
+
+    off = _cfg(tmp_path / "n", "simclr", "train.epochs=1", "train.knn_monitor=false")
+    train(off)
+    last = json.loads((tmp_path / "n" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "knn_monitor_top1" not in last
