@@ -122,8 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help=f"the main job: SimCLR on Fashion-MNIST in ~{DEMO_MINUTES} minutes"
     )
     _add_train_options(p_demo)
-    p_eval = sub.add_parser("eval", help="re-evaluate a saved run directory")
-    p_eval.add_argument("run_dir")
+    p_eval = sub.add_parser(
+        "eval",
+        help="re-evaluate a saved run directory",
+        description="Re-evaluate a run directory written by `contrastlab train`: kNN and linear "
+        "probe on the frozen backbone (next to the untrained encoder), alignment, uniformity, "
+        "tolerance; rewrites RUN_DIR/summary.json and prints the report.",
+    )
+    p_eval.add_argument("run_dir", help="the run directory (holds config.json and last.pt)")
+    p_eval.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="evaluation override, repeatable: eval.* (e.g. eval.linear_epochs=100), "
+        "data.data_dir, train.device, train.threads (default: the run's own config)",
+    )
     p_show = sub.add_parser("config", help="print the resolved config as YAML")
     _add_train_options(p_show)
     try:
@@ -161,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             from contrastlab.engine.run import evaluate_saved_run, format_report
 
-            print(format_report(evaluate_saved_run(args.run_dir)))
+            print(format_report(evaluate_saved_run(args.run_dir, args.set)))
             return 0
         handler = getattr(args, "handler", None)
         if handler is not None:

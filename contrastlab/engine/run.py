@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from contrastlab.config import Config, config_from_dict
+from contrastlab.config import Config, ConfigError, apply_overrides, config_from_dict
 from contrastlab.data import augment_for
 from contrastlab.engine.checkpoint import load_checkpoint
 from contrastlab.engine.evaluate import evaluate_run
@@ -43,13 +44,34 @@ def run(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None)
     )
 
 
-def evaluate_saved_run(run_dir: str | Path) -> dict[str, Any]:
-    """Re-evaluate a saved run directory (``contrastlab eval RUN_DIR``)."""
+#: config keys ``contrastlab eval`` may change: how to evaluate, never what was trained.
+EVAL_OVERRIDABLE = ("eval.", "data.data_dir=", "train.device=", "train.threads=")
+
+
+def evaluate_saved_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Re-evaluate a saved run directory (``contrastlab eval RUN_DIR``) and rewrite its summary.
+
+    Args:
+        run_dir: a directory written by ``contrastlab train`` (config.json and last.pt).
+        overrides: ``section.key=value`` strings for the evaluation settings only (``eval.*``,
+            ``data.data_dir``, ``train.device``, ``train.threads``), e.g.
+            ``["eval.linear_epochs=100"]``.
+
+    Raises:
+        FileNotFoundError: if ``run_dir`` has no config.json.
+        ConfigError: if an override names another key (it would change the trained model).
+    """
     path = Path(run_dir)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"{path} is not a run directory: no config.json")
-    cfg = config_from_dict(json.loads(cfg_file.read_text()))
+    for item in overrides:
+        if not item.startswith(EVAL_OVERRIDABLE):
+            raise ConfigError(
+                f"contrastlab eval can only override eval.*, data.data_dir, train.device and "
+                f"train.threads; got {item!r}"
+            )
+    cfg = apply_overrides(config_from_dict(json.loads(cfg_file.read_text())), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
     method = build_method(cfg, in_channels=train_set.images.shape[1]).to(device)
     ckpt = load_checkpoint(path / CHECKPOINT)
