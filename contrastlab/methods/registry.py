@@ -83,7 +83,10 @@ def build_method(cfg: Config, in_channels: int) -> Method:
     try:
         kw: dict[str, object] = {}
         if mc.backbone == "small_cnn":
-            kw["widths"] = (mc.width, 2 * mc.width, 4 * mc.width, 8 * mc.width)
+            last = 8 * mc.width if mc.feat_dim is None else mc.feat_dim
+            kw["widths"] = (mc.width, 2 * mc.width, 4 * mc.width, last)
+        elif mc.feat_dim is not None:
+            raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
         backbone = build_backbone(
             mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, **kw
         )

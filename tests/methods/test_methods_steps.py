@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contrastlab.config import Config, apply_overrides
+from contrastlab.config import Config, ConfigError, apply_overrides
 from contrastlab.data import augment_for, load_dataset
 from contrastlab.methods import METHODS, MoCo, build_method
 
@@ -132,3 +132,11 @@ def test_learnable_temperature_gets_its_own_group_and_gradient(batch) -> None:
     out.loss.backward()
     assert method.temperature is not None
     assert method.temperature.log_scale.grad is not None  # type: ignore[union-attr]
+
+
+def test_feat_dim_sets_the_small_cnn_feature_width() -> None:
+    method = build_method(_cfg("simclr", **{"model.feat_dim": "96"}), in_channels=1)
+    assert method.feat_dim == 96
+    assert method.backbone(torch.zeros(2, 1, 28, 28)).shape == (2, 96)
+    with pytest.raises(ConfigError, match="model.backbone.*feat_dim"):
+        build_method(_cfg("simclr", **{"model.backbone": "resnet18", "model.feat_dim": "96"}), 3)
