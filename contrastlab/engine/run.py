@@ -13,15 +13,24 @@ from contrastlab.config import Config, ConfigError, apply_overrides, config_from
 from contrastlab.data import augment_for
 from contrastlab.engine.checkpoint import load_checkpoint
 from contrastlab.engine.evaluate import evaluate_run
-from contrastlab.engine.trainer import CHECKPOINT, prepare_run, train
+from contrastlab.engine.trainer import CHECKPOINT, CUSTOM_BACKBONE, prepare_run, train
 from contrastlab.methods import build_method
 
 __all__ = ["evaluate_saved_run", "format_report", "run"]
 
 
-def run(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train then evaluate; returns the summary (also in ``RUN_DIR/summary.json``)."""
-    result = train(cfg, resume=resume, run_dir=run_dir)
+def run(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    run_dir: str | Path | None = None,
+    backbone: torch.nn.Module | None = None,
+) -> dict[str, Any]:
+    """Train then evaluate; returns the summary (also in ``RUN_DIR/summary.json``).
+
+    ``backbone``: your own encoder instead of ``cfg.model.backbone`` (see :func:`train`).
+    """
+    result = train(cfg, resume=resume, run_dir=run_dir, backbone=backbone)
     st = result.state
     extra = {
         "epochs_done": st.epoch
@@ -48,7 +57,12 @@ def run(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None)
 EVAL_OVERRIDABLE = ("eval.", "data.data_dir=", "train.device=", "train.threads=")
 
 
-def evaluate_saved_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def evaluate_saved_run(
+    run_dir: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    backbone: torch.nn.Module | None = None,
+) -> dict[str, Any]:
     """Re-evaluate a saved run directory (``contrastlab eval RUN_DIR``) and rewrite its summary.
 
     Args:
@@ -56,10 +70,12 @@ def evaluate_saved_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> di
         overrides: ``section.key=value`` strings for the evaluation settings only (``eval.*``,
             ``data.data_dir``, ``train.device``, ``train.threads``), e.g.
             ``["eval.linear_epochs=100"]``.
+        backbone: for a run trained with your own encoder: an identically built module.
 
     Raises:
         FileNotFoundError: if ``run_dir`` has no config.json.
         ConfigError: if an override names another key (it would change the trained model).
+        ValueError: if the run used a user-supplied backbone and none is given.
     """
     path = Path(run_dir)
     cfg_file = path / "config.json"
@@ -71,9 +87,20 @@ def evaluate_saved_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> di
                 f"contrastlab eval can only override eval.*, data.data_dir, train.device and "
                 f"train.threads; got {item!r}"
             )
+    if backbone is None and (path / CUSTOM_BACKBONE).is_file():
+        raise ValueError(
+            f"{path} was trained with a user-supplied backbone ({path / CUSTOM_BACKBONE}); "
+            "re-evaluate it from Python: evaluate_saved_run(run_dir, backbone=<the same module>)"
+        )
     cfg = apply_overrides(config_from_dict(json.loads(cfg_file.read_text())), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
-    method = build_method(cfg, in_channels=train_set.images.shape[1]).to(device)
+    images = train_set.images
+    method = build_method(
+        cfg,
+        in_channels=images.shape[1],
+        backbone=backbone,
+        image_shape=(images.shape[2], images.shape[3]),
+    ).to(device)
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]

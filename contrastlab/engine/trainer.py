@@ -179,7 +179,13 @@ def _epoch_order(n: int, batch: int, seed: int, epoch: int, device: torch.device
     return perm[: steps * batch].view(steps, batch).to(device)
 
 
-def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None) -> TrainResult:
+def train(
+    cfg: Config,
+    *,
+    resume: bool = False,
+    run_dir: str | Path | None = None,
+    backbone: torch.nn.Module | None = None,
+) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.data`` and return the trained method and the run's state.
 
     Writes into the run directory: ``config.json``, ``metrics.jsonl``, TensorBoard events,
@@ -190,6 +196,8 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
         cfg: the run's configuration.
         resume: continue from ``run_dir/last.pt`` (its stored config must match).
         run_dir: overrides ``cfg.train.out``.
+        backbone: your own encoder (any ``nn.Module`` mapping (B, C, H, W) to (B, F)) instead of
+            ``cfg.model.backbone``; pass an identically built one again to resume.
 
     Raises:
         ConfigError: invalid configuration; CheckpointError: unreadable checkpoint on resume.
@@ -202,7 +210,13 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
         raise ValueError(
             f"data.batch_size ({cfg.data.batch_size}) exceeds the training set ({len(train_set)})"
         )
-    method = build_method(cfg, in_channels=train_set.images.shape[1])
+    images = train_set.images
+    method = build_method(
+        cfg,
+        in_channels=images.shape[1],
+        backbone=backbone,
+        image_shape=(images.shape[2], images.shape[3]),
+    )
     if method.needs_labels and not train_set.is_labeled:
         raise ValueError(
             f"method {cfg.method.name!r} needs labels; dataset {cfg.data.dataset!r} has none"
@@ -230,6 +244,8 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
         state = RunState(**ckpt["state"])
     else:
         torch.save(method.backbone.state_dict(), out / "init_backbone.pt")
+        if backbone is not None:  # config.json alone cannot rebuild it: say so for `eval`
+            (out / CUSTOM_BACKBONE).write_text(repr(backbone) + "\n")
         (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
 
     result = TrainResult(out, method, train_set, test_set, augment, state, device)
@@ -278,6 +294,9 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
     torch.save(method.backbone.state_dict(), out / "encoder.pt")
     return result
 
+
+#: written into a run directory trained with a user-supplied backbone (its repr).
+CUSTOM_BACKBONE = "custom_backbone.txt"
 
 #: subset sizes of the per-epoch kNN monitor (train bank, test queries).
 MONITOR_TRAIN, MONITOR_TEST = 5000, 1000

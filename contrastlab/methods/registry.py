@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from contrastlab.config import Config, ConfigError
 from contrastlab.methods.base import Method
 from contrastlab.methods.byol import BYOL
@@ -11,7 +14,14 @@ from contrastlab.methods.supcon import SupCon
 from contrastlab.nn import ProjectionHead, build_backbone
 from contrastlab.temperature import POLICIES, Cosine, DySTreSS, Fixed, Learnable, TemperaturePolicy
 
-__all__ = ["DEFAULT_TEMPERATURE", "METHODS", "METHOD_LOSSES", "build_method", "build_temperature"]
+__all__ = [
+    "DEFAULT_TEMPERATURE",
+    "METHODS",
+    "METHOD_LOSSES",
+    "build_method",
+    "build_temperature",
+    "infer_feat_dim",
+]
 
 #: name → method class, one readable file each.
 METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": SupCon, "byol": BYOL}
@@ -69,30 +79,76 @@ def _loss_name(cfg: Config) -> str:
     return name
 
 
-def build_method(cfg: Config, in_channels: int) -> Method:
+@torch.no_grad()
+def infer_feat_dim(backbone: nn.Module, sample_shape: tuple[int, ...]) -> int:
+    """The feature dimension F of ``backbone``: its ``feat_dim`` attribute if it has one, else
+    the width of its output on two zero images of ``sample_shape`` = (C, H, W).
+
+    Raises:
+        ValueError: if the backbone does not map (2, C, H, W) to a (2, F) tensor.
+    """
+    declared = getattr(backbone, "feat_dim", None)
+    if isinstance(declared, int):
+        return declared
+    param = next(backbone.parameters(), None)
+    x = torch.zeros(2, *sample_shape, device=param.device if param is not None else "cpu")
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        out = backbone(x)
+    finally:
+        backbone.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"backbone must map images (B, {', '.join(map(str, sample_shape))}) to features "
+            f"(B, F); got {got}"
+        )
+    return int(out.shape[1])
+
+
+def build_method(
+    cfg: Config,
+    in_channels: int,
+    *,
+    backbone: nn.Module | None = None,
+    image_shape: tuple[int, int] = (28, 28),
+) -> Method:
     """Build the method named by ``cfg.method.name`` with its encoder, heads and temperature.
+
+    Args:
+        cfg: the run's configuration.
+        in_channels: image channels C.
+        backbone: your own encoder, any ``nn.Module`` mapping (B, C, H, W) images to (B, F)
+            features; ``cfg.model.backbone`` is then ignored. F is read from a ``feat_dim``
+            attribute or measured with one forward of two zero images of ``image_shape``.
+        image_shape: (H, W), only used to measure F of a user backbone.
 
     Raises:
         ConfigError: unknown method/backbone/policy, or a loss that does not fit the method.
+        ValueError: a user backbone whose output is not (B, F).
     """
     name = cfg.method.name
     if name not in METHODS:
         raise ConfigError(f"method.name must be one of {', '.join(METHODS)}, got {name!r}")
     loss_name = _loss_name(cfg)
     mc = cfg.model
-    try:
-        kw: dict[str, object] = {}
-        if mc.backbone == "small_cnn":
-            last = 8 * mc.width if mc.feat_dim is None else mc.feat_dim
-            kw["widths"] = (mc.width, 2 * mc.width, 4 * mc.width, last)
-        elif mc.feat_dim is not None:
-            raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
-        backbone = build_backbone(
-            mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, **kw
-        )
-    except ValueError as exc:
-        raise ConfigError(f"model.backbone: {exc}") from exc
-    feat_dim = int(getattr(backbone, "feat_dim"))  # noqa: B009 - set by every backbone
+    if backbone is not None:
+        feat_dim = infer_feat_dim(backbone, (in_channels, *image_shape))
+    else:
+        try:
+            kw: dict[str, object] = {}
+            if mc.backbone == "small_cnn":
+                last = 8 * mc.width if mc.feat_dim is None else mc.feat_dim
+                kw["widths"] = (mc.width, 2 * mc.width, 4 * mc.width, last)
+            elif mc.feat_dim is not None:
+                raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
+            backbone = build_backbone(
+                mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, **kw
+            )
+        except ValueError as exc:
+            raise ConfigError(f"model.backbone: {exc}") from exc
+        feat_dim = int(getattr(backbone, "feat_dim"))  # noqa: B009 - set by every backbone
 
     def head() -> ProjectionHead:
         return ProjectionHead(feat_dim, mc.proj_hidden_dim, mc.proj_dim)
