@@ -70,10 +70,12 @@ def accuracy(args: argparse.Namespace) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for method in args.methods:
         for seed in args.seeds:
-            key = f"{method}/seed{seed}/{args.minutes}min"
+            key = f"{method}/seed{seed}/{args.minutes}min" + (f"/{args.tag}" if args.tag else "")
             if key in results and not args.force:
                 continue
-            out = Path(args.runs) / f"{method}-s{seed}-{args.minutes}m"
+            out = Path(args.runs) / (
+                f"{method}-s{seed}-{args.minutes}m" + (f"-{args.tag}" if args.tag else "")
+            )
             extra = [x for s in args.set for x in ("--set", s)]
             results[key] = {
                 k: v for k, v in run_one(method, seed, args.minutes, out, extra).items()
@@ -85,7 +87,8 @@ def accuracy(args: argparse.Namespace) -> None:
 def print_table(results: dict[str, dict[str, object]]) -> None:
     by_method: dict[str, list[dict[str, object]]] = {}
     for key, summary in results.items():
-        by_method.setdefault(key.split("/")[0] + " " + key.split("/")[2], []).append(summary)
+        parts = key.split("/")  # method/seedS/budget[/tag]
+        by_method.setdefault(" ".join([parts[0], *parts[2:]]), []).append(summary)
     print(
         "| method (budget) | seeds | linear top-1 | kNN top-1 | untrained lin / kNN | uniformity | tolerance | τ end | img/s | epochs |"
     )
@@ -177,6 +180,12 @@ def main() -> None:
         "--set", action="append", default=[], help="extra config overrides for every run"
     )
     p.add_argument("--force", action="store_true", help="re-run cells already in results.json")
+    p.add_argument(
+        "--tag",
+        default="",
+        help="name of this configuration (e.g. the --set overrides): keys results.json and the "
+        "run directories, so runs of different configurations are kept apart",
+    )
     p.add_argument("--throughput", action="store_true")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=20)
