@@ -51,8 +51,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     """Encoder and heads. ``backbone``: small_cnn, resnet18/34/50; ``width`` is the small CNN's
-    first width (its four stages use w, 2w, 4w, 8w); ``feat_dim`` overrides the small CNN's last
-    width, which is its feature dimension (None: 8w); ``cifar_stem`` the ResNets' 3×3 stem."""
+    first width (its four stages use w, 2w, 4w, 32w); ``feat_dim`` overrides the small CNN's last
+    width, which is its feature dimension (None: 32w); ``cifar_stem`` the ResNets' 3×3 stem."""
 
     backbone: str = "small_cnn"
     cifar_stem: bool = True

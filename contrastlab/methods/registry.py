@@ -139,7 +139,7 @@ def build_method(
         try:
             kw: dict[str, object] = {}
             if mc.backbone == "small_cnn":
-                last = 8 * mc.width if mc.feat_dim is None else mc.feat_dim
+                last = 32 * mc.width if mc.feat_dim is None else mc.feat_dim
                 kw["widths"] = (mc.width, 2 * mc.width, 4 * mc.width, last)
             elif mc.feat_dim is not None:
                 raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")

@@ -1,13 +1,13 @@
 """A small, CPU-fast convolutional encoder for 28×28 images (Fashion-MNIST, MNIST).
 
-Layout (default widths 32-64-128-256, input (B, C, 28, 28)):
+Layout (default widths 32-64-128-1024, input (B, C, 28, 28)):
 
     PixelUnshuffle(2)                 (B, 4C, 14, 14)   space-to-depth "patchify" stem
     conv3×3 → maxpool2 → BN → ReLU    (B, 32, 7, 7)
     conv3×3 → BN → ReLU               (B, 64, 7, 7)
     conv3×3 → maxpool2 → BN → ReLU    (B, 128, 3, 3)
-    conv1×1 → BN → ReLU               (B, 256, 3, 3)
-    global average pool               (B, 256)
+    conv1×1 → BN → ReLU               (B, 1024, 3, 3)
+    global average pool               (B, 1024)
 
 Design choices, each chosen by measurement (forward+backward, batch 512, 2 Zen-3 threads, fp32
 channels_last, ≈1.9k views per CPU-second vs ≈0.6k for plain conv-BN-ReLU-pool at 28×28):
@@ -22,7 +22,13 @@ channels_last, ≈1.9k views per CPU-second vs ≈0.6k for plain conv-BN-ReLU-po
 * Stride-2 convolutions were avoided: oneDNN's stride-2 backward was ~4× slower here than
   conv + max-pool.
 
-About 0.13 M parameters and 5.0 M multiply-adds per 1×28×28 image.
+* A wide last unit (1024 = 32 × the first width): it runs on the 3×3 map, so it is cheap (1.2 M
+  of the 5.9 M multiply-adds), and a wider representation is what the linear probe reads. In a
+  SimCLR run of 4 epochs on Fashion-MNIST (seed 0, same steps), widths ending in 256 / 512 / 1024
+  gave 85.65 / 87.33 / 88.47 % linear-probe and 81.0 / 81.8 / 81.2 % kNN top-1, for a full
+  training step 1.00 / 1.05 / 1.29 × as long.
+
+About 0.23 M parameters and 5.9 M multiply-adds per 1×28×28 image.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ class SmallCNN(nn.Module):
             not 4-D with even H, W ≥ 8.
     """
 
-    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (32, 64, 128, 256)) -> None:
+    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (32, 64, 128, 1024)) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != 4 or any(w < 1 for w in widths):

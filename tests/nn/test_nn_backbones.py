@@ -11,8 +11,8 @@ from contrastlab.nn import BACKBONES, SmallCNN, build_backbone
 @pytest.mark.parametrize(
     ("name", "in_channels", "size", "cifar_stem", "feat_dim"),
     [
-        ("small_cnn", 1, 28, False, 256),
-        ("small_cnn", 3, 32, False, 256),
+        ("small_cnn", 1, 28, False, 1024),
+        ("small_cnn", 3, 32, False, 1024),
         ("resnet18", 3, 32, True, 512),
         ("resnet18", 1, 16, True, 512),
         ("resnet34", 3, 16, True, 512),
