@@ -121,7 +121,7 @@ def throughput(args: argparse.Namespace) -> None:
     from contrastlab.methods import build_method
 
     torch.set_num_threads(args.threads)
-    cfg = apply_overrides(Config(), [f"data.batch_size={args.batch}"])
+    cfg = apply_overrides(Config(), [f"data.batch_size={args.batch}", *args.set])
     ds = load_dataset("fashion-mnist")
     test = load_dataset("fashion-mnist", "test")
     aug = augment_for(ds, views=2, channels_last=True)
