@@ -13,8 +13,7 @@ from contrastlab.config import Config, ConfigError, apply_overrides, config_from
 from contrastlab.data import augment_for
 from contrastlab.engine.checkpoint import load_checkpoint
 from contrastlab.engine.evaluate import evaluate_run
-from contrastlab.engine.trainer import CHECKPOINT, CUSTOM_BACKBONE, prepare_run, train
-from contrastlab.methods import build_method
+from contrastlab.engine.trainer import CHECKPOINT, CUSTOM_BACKBONE, method_for, prepare_run, train
 
 __all__ = ["evaluate_saved_run", "format_report", "run"]
 
@@ -94,13 +93,7 @@ def evaluate_saved_run(
         )
     cfg = apply_overrides(config_from_dict(json.loads(cfg_file.read_text())), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
-    images = train_set.images
-    method = build_method(
-        cfg,
-        in_channels=images.shape[1],
-        backbone=backbone,
-        image_shape=(images.shape[2], images.shape[3]),
-    ).to(device)
+    method = method_for(cfg, train_set, backbone).to(device)
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]

@@ -40,7 +40,15 @@ from contrastlab.engine.schedule import warmup_cosine
 from contrastlab.eval import KNNMonitor, bf16_is_fast
 from contrastlab.methods import Method, build_method
 
-__all__ = ["RunState", "TrainResult", "autocast_for", "prepare_run", "resolve_device", "train"]
+__all__ = [
+    "RunState",
+    "TrainResult",
+    "autocast_for",
+    "method_for",
+    "prepare_run",
+    "resolve_device",
+    "train",
+]
 
 CHECKPOINT = "last.pt"
 
@@ -210,13 +218,7 @@ def train(
         raise ValueError(
             f"data.batch_size ({cfg.data.batch_size}) exceeds the training set ({len(train_set)})"
         )
-    images = train_set.images
-    method = build_method(
-        cfg,
-        in_channels=images.shape[1],
-        backbone=backbone,
-        image_shape=(images.shape[2], images.shape[3]),
-    )
+    method = method_for(cfg, train_set, backbone)
     if method.needs_labels and not train_set.is_labeled:
         raise ValueError(
             f"method {cfg.method.name!r} needs labels; dataset {cfg.data.dataset!r} has none"
@@ -293,6 +295,13 @@ def train(
         logger.close()
     torch.save(method.backbone.state_dict(), out / "encoder.pt")
     return result
+
+
+def method_for(cfg: Config, dataset: ImageDataset, backbone: torch.nn.Module | None) -> Method:
+    """``build_method`` for images shaped like ``dataset``'s (channels, and (H, W) to measure a
+    user backbone's feature width)."""
+    _, c, h, w = dataset.images.shape
+    return build_method(cfg, in_channels=c, backbone=backbone, image_shape=(h, w))
 
 
 #: written into a run directory trained with a user-supplied backbone (its repr).
