@@ -28,6 +28,10 @@ channels_last, ≈1.9k views per CPU-second vs ≈0.6k for plain conv-BN-ReLU-po
   gave 85.65 / 87.33 / 88.47 % linear-probe and 81.0 / 81.8 / 81.2 % kNN top-1, for a full
   training step 1.00 / 1.05 / 1.29 × as long.
 
+* The last ReLU and the global average pool are one autograd function
+  (:func:`relu_global_mean`): the composed ops' backward on the wide 3×3 map took ~18 ms of a
+  ~230 ms SimCLR step; fused, the backbone's forward+backward is ~6% faster.
+
 About 0.23 M parameters and 5.9 M multiply-adds per 1×28×28 image.
 """
 
@@ -35,9 +39,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["SmallCNN"]
+__all__ = ["SmallCNN", "relu_global_mean"]
+
+
+class _ReLUGlobalMean(torch.autograd.Function):
+    """``relu(x).mean(dim=(2, 3))`` with a one-pass backward.
+
+    The composed ops' backward runs ``threshold_backward`` on the broadcast (stride-0) gradient
+    of the mean against a channels-last activation, which took ~18 ms per step for the
+    (512, 1024, 3, 3) last map of the small CNN (2 threads), more than its 1×1 convolution's
+    forward. Here the backward is one fused multiply of the mask by the broadcast gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        y = torch.relu(x)
+        ctx.save_for_backward(y)
+        return y.mean(dim=(2, 3))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        scale = grad / (y.shape[2] * y.shape[3])
+        grad_x: Tensor = (y > 0) * scale[:, :, None, None]
+        return grad_x
+
+
+def relu_global_mean(x: Tensor) -> Tensor:
+    """ReLU followed by a global average pool, (B, C, H, W) → (B, C), with a fast backward
+    (same values and gradients as ``torch.relu(x).mean(dim=(2, 3))``; once differentiable)."""
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    out: Tensor = _ReLUGlobalMean.apply(x)
+    return out
 
 
 def _unit(cin: int, cout: int, kernel: int, pool: bool) -> nn.Sequential:
@@ -88,6 +126,6 @@ class SmallCNN(nn.Module):
             raise ValueError(
                 f"x must have shape (B, C, H, W) with even H, W >= 8, got {tuple(x.shape)}"
             )
-        x = self.stem(x)
-        x = self.unit4(self.unit3(self.unit2(self.unit1(x))))
-        return x.mean(dim=(2, 3))
+        x = self.unit3(self.unit2(self.unit1(self.stem(x))))
+        conv, bn, _relu = self.unit4
+        return relu_global_mean(bn(conv(x)))

@@ -62,3 +62,30 @@ def test_bad_input_shapes_raise() -> None:
         SmallCNN()(torch.randn(1, 28, 28))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         build_backbone("resnet18")(torch.randn(3, 32, 32))
+
+
+def test_relu_global_mean_matches_composed_ops_and_gradcheck() -> None:
+    from contrastlab.nn.small_cnn import relu_global_mean
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64)
+    x = x.to(memory_format=torch.channels_last).requires_grad_()
+    torch.autograd.gradcheck(relu_global_mean, (x,))
+    up = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    (got,) = torch.autograd.grad((relu_global_mean(x) * up).sum(), x)
+    ref_x = x.detach().clone().requires_grad_()
+    (want,) = torch.autograd.grad((torch.relu(ref_x).mean(dim=(2, 3)) * up).sum(), ref_x)
+    assert torch.equal(relu_global_mean(x), torch.relu(x).mean(dim=(2, 3)))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+    # the mask: negative inputs get no gradient, positive ones 1/(H W) of theirs
+    assert torch.all(got[x < 0] == 0)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        relu_global_mean(torch.randn(3, 4))
+
+
+def test_small_cnn_output_unchanged_by_fused_pool() -> None:
+    torch.manual_seed(0)
+    net = SmallCNN(widths=(8, 16, 32, 64)).train()
+    x = torch.randn(6, 1, 28, 28)
+    units = net.unit4(net.unit3(net.unit2(net.unit1(net.stem(x)))))
+    torch.testing.assert_close(net(x), units.mean(dim=(2, 3)))
