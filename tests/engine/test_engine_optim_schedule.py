@@ -100,3 +100,32 @@ def test_scheduler_state_roundtrip_weights_only() -> None:
     sched.step()
     assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
     assert opt.param_groups[0]["lr"] == pytest.approx(warmup_cosine(8, 20, 5, 0.3, 0.03))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_fused_optimizer_matches_the_per_tensor_one(name: str) -> None:
+    torch.manual_seed(0)
+    # (no BN right after a biased linear layer: that bias gets a ~0 gradient, which Adam's
+    # normalised step would turn into rounding noise)
+    fused_model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.LayerNorm(7), nn.Linear(7, 3))
+    plain_model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.LayerNorm(7), nn.Linear(7, 3))
+    plain_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(name, param_groups(fused_model, 1e-2), lr=0.05, weight_decay=1e-2)
+    assert fused.defaults["fused"] is True
+    groups = param_groups(plain_model, 1e-2)
+    plain = (
+        torch.optim.SGD(groups, lr=0.05, momentum=0.9, weight_decay=1e-2)
+        if name == "sgd"
+        else torch.optim.AdamW(groups, lr=0.05, weight_decay=1e-2)
+    )
+    x = torch.randn(16, 5)
+    for _ in range(5):
+        for model, opt in ((fused_model, fused), (plain_model, plain)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # parameters on a device without fused kernels fall back to the per-tensor optimiser
+    meta = nn.Linear(3, 2, device="meta")
+    assert not build_optimizer(name, meta.parameters(), lr=0.1, weight_decay=0.0).defaults["fused"]
