@@ -94,10 +94,14 @@ def evaluate_saved_run(
     cfg = apply_overrides(config_from_dict(json.loads(cfg_file.read_text())), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
     method = method_for(cfg, train_set, backbone).to(device)
+    if cfg.train.channels_last:  # as in training, so that the features match it bit for bit
+        method = method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]
-    augment = augment_for(train_set, cfg.data.augment, views=cfg.data.views)
+    augment = augment_for(
+        train_set, cfg.data.augment, views=cfg.data.views, crop_min=cfg.data.crop_min
+    )
     previous: dict[str, Any] = {}
     if (path / "summary.json").is_file():
         previous = json.loads((path / "summary.json").read_text())
