@@ -300,17 +300,24 @@ def make_augment(
     views: int = 2,
     size: int | tuple[int, int] | None = None,
     channels_last: bool = False,
+    crop_min: float | None = None,
 ) -> MultiViewAugment:
     """A :class:`MultiViewAugment` from a named preset (see ``PRESETS``).
 
+    ``crop_min`` replaces the lower bound of the preset's random-resized-crop area (e.g. 0.5
+    for milder crops than the "grayscale" preset's 0.2); None keeps the preset's.
+
     Raises:
-        ValueError: unknown preset (listing the known ones).
+        ValueError: unknown preset (listing the known ones), or ``crop_min`` outside (0, 1].
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
-    return MultiViewAugment(
-        PRESETS[preset], mean, std, views=views, size=size, channels_last=channels_last
-    )
+    specs = PRESETS[preset]
+    if crop_min is not None:
+        if not 0.0 < crop_min <= 1.0:
+            raise ValueError(f"crop_min must be in (0, 1], got {crop_min}")
+        specs = tuple(replace(s, scale=(crop_min, max(crop_min, s.scale[1]))) for s in specs)
+    return MultiViewAugment(specs, mean, std, views=views, size=size, channels_last=channels_last)
 
 
 def augment_for(
@@ -320,10 +327,18 @@ def augment_for(
     views: int = 2,
     size: int | tuple[int, int] | None = None,
     channels_last: bool = False,
+    crop_min: float | None = None,
 ) -> MultiViewAugment:
     """The augmentation for a dataset: its mean/std and its default preset
-    (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...)."""
+    (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...);
+    ``crop_min`` as in :func:`make_augment`."""
     chosen = preset or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
     return make_augment(
-        chosen, dataset.mean, dataset.std, views=views, size=size, channels_last=channels_last
+        chosen,
+        dataset.mean,
+        dataset.std,
+        views=views,
+        size=size,
+        channels_last=channels_last,
+        crop_min=crop_min,
     )

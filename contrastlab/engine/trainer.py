@@ -228,7 +228,11 @@ def train(
     if cfg.train.channels_last:
         method = method.to(memory_format=memory_format)  # type: ignore[call-overload]
     augment = augment_for(
-        train_set, cfg.data.augment, views=cfg.data.views, channels_last=cfg.train.channels_last
+        train_set,
+        cfg.data.augment,
+        views=cfg.data.views,
+        channels_last=cfg.train.channels_last,
+        crop_min=cfg.data.crop_min,
     )
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)

@@ -215,3 +215,15 @@ def test_simclr_parameters_follow_the_paper() -> None:
     (gray,) = PRESETS["grayscale"]
     assert gray.hue == 0 and gray.saturation == 0 and gray.gray_p == 0
     assert not math.isnan(gray.brightness)
+
+
+def test_crop_min_replaces_the_presets_lower_crop_bound() -> None:
+    aug = make_augment("grayscale", (0.5,), (0.25,), crop_min=0.6)
+    assert all(spec.scale == (0.6, 1.0) for spec in aug.specs)
+    assert make_augment("grayscale", (0.5,), (0.25,)).specs[0].scale == (0.2, 1.0)
+    # crop_min = 1 keeps the whole image: only flip and jitter remain
+    whole = make_augment("grayscale", (0.5,), (0.25,), crop_min=1.0)
+    assert whole.specs[0].scale == (1.0, 1.0)
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="crop_min"):
+            make_augment("grayscale", (0.5,), (0.25,), crop_min=bad)
