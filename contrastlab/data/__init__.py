@@ -9,6 +9,7 @@
 
 from contrastlab.data.augment import (
     DEFAULT_PRESET,
+    DEFAULT_PRESET_SUPERVISED,
     PRESETS,
     MultiViewAugment,
     ViewSpec,
@@ -30,6 +31,7 @@ from contrastlab.data.stats import DATASET_STATS, compute_mean_std
 __all__ = [
     "DATASET_STATS",
     "DEFAULT_PRESET",
+    "DEFAULT_PRESET_SUPERVISED",
     "PRESETS",
     "ChecksumError",
     "DownloadError",

@@ -104,11 +104,19 @@ PRESETS: dict[str, tuple[ViewSpec, ...]] = {
     # symmetric), brightness/contrast 0.4 with p 0.8; no hue, saturation or grayscale (one
     # channel) and no blur (it erases most detail at this size).
     "grayscale": (ViewSpec(scale=(0.2, 1.0), saturation=0.0, hue=0.0, gray_p=0.0),),
+    # Fashion-MNIST with labels (SupCon): as "grayscale" with crops of 0.5-1 of the image. Class
+    # positives already bring the invariance that small crops teach; 4-epoch SupCon runs
+    # (seed 0) gave 88.38 / 86.24 % linear / kNN at crop 0.2, 89.28 / 87.05 % at 0.5.
+    "grayscale-supervised": (ViewSpec(scale=(0.5, 1.0), saturation=0.0, hue=0.0, gray_p=0.0),),
     # MNIST digits: as "grayscale" without the flip (a mirrored digit is not that digit).
     "grayscale-digits": (
         ViewSpec(scale=(0.2, 1.0), flip_p=0.0, saturation=0.0, hue=0.0, gray_p=0.0),
     ),
 }
+
+# The default preset of a dataset for methods that use labels, where it differs from
+# ``DEFAULT_PRESET``.
+DEFAULT_PRESET_SUPERVISED = {"fashion-mnist": "grayscale-supervised"}
 
 DEFAULT_PRESET = {
     "fashion-mnist": "grayscale",
@@ -328,11 +336,16 @@ def augment_for(
     size: int | tuple[int, int] | None = None,
     channels_last: bool = False,
     crop_min: float | None = None,
+    supervised: bool = False,
 ) -> MultiViewAugment:
     """The augmentation for a dataset: its mean/std and its default preset
-    (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...);
-    ``crop_min`` as in :func:`make_augment`."""
-    chosen = preset or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
+    (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...; with
+    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min`` as in
+    :func:`make_augment`."""
+    chosen = preset or (
+        (DEFAULT_PRESET_SUPERVISED.get(dataset.name) if supervised else None)
+        or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
+    )
     return make_augment(
         chosen,
         dataset.mean,

@@ -10,10 +10,16 @@ from typing import Any
 import torch
 
 from contrastlab.config import Config, ConfigError, apply_overrides, config_from_dict
-from contrastlab.data import augment_for
 from contrastlab.engine.checkpoint import load_checkpoint
 from contrastlab.engine.evaluate import evaluate_run
-from contrastlab.engine.trainer import CHECKPOINT, CUSTOM_BACKBONE, method_for, prepare_run, train
+from contrastlab.engine.trainer import (
+    CHECKPOINT,
+    CUSTOM_BACKBONE,
+    augment_of,
+    method_for,
+    prepare_run,
+    train,
+)
 
 __all__ = ["evaluate_saved_run", "format_report", "run"]
 
@@ -99,9 +105,7 @@ def evaluate_saved_run(
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]
-    augment = augment_for(
-        train_set, cfg.data.augment, views=cfg.data.views, crop_min=cfg.data.crop_min
-    )
+    augment = augment_of(cfg, train_set, method)
     previous: dict[str, Any] = {}
     if (path / "summary.json").is_file():
         previous = json.loads((path / "summary.json").read_text())

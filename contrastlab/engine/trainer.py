@@ -43,6 +43,7 @@ from contrastlab.methods import Method, build_method
 __all__ = [
     "RunState",
     "TrainResult",
+    "augment_of",
     "autocast_for",
     "method_for",
     "prepare_run",
@@ -227,13 +228,7 @@ def train(
     method = method.to(device)
     if cfg.train.channels_last:
         method = method.to(memory_format=memory_format)  # type: ignore[call-overload]
-    augment = augment_for(
-        train_set,
-        cfg.data.augment,
-        views=cfg.data.views,
-        channels_last=cfg.train.channels_last,
-        crop_min=cfg.data.crop_min,
-    )
+    augment = augment_of(cfg, train_set, method)
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
     state = RunState()
@@ -299,6 +294,19 @@ def train(
         logger.close()
     torch.save(method.backbone.state_dict(), out / "encoder.pt")
     return result
+
+
+def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:
+    """The training views of ``cfg.data`` for ``dataset``: the configured preset, or the
+    dataset's default (its supervised one for methods that need labels)."""
+    return augment_for(
+        dataset,
+        cfg.data.augment,
+        views=cfg.data.views,
+        channels_last=cfg.train.channels_last,
+        crop_min=cfg.data.crop_min,
+        supervised=method.needs_labels,
+    )
 
 
 def method_for(cfg: Config, dataset: ImageDataset, backbone: torch.nn.Module | None) -> Method:

@@ -227,3 +227,19 @@ def test_crop_min_replaces_the_presets_lower_crop_bound() -> None:
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="crop_min"):
             make_augment("grayscale", (0.5,), (0.25,), crop_min=bad)
+
+
+def test_supervised_default_preset_only_where_one_is_defined() -> None:
+    from types import SimpleNamespace
+
+    from contrastlab.data import augment_for
+
+    fmnist = SimpleNamespace(name="fashion-mnist", mean=(0.3,), std=(0.35,))
+    cifar = SimpleNamespace(name="cifar10", mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert augment_for(fmnist).specs == PRESETS["grayscale"]
+    assert augment_for(fmnist, supervised=True).specs == PRESETS["grayscale-supervised"]
+    assert PRESETS["grayscale-supervised"][0].scale == (0.5, 1.0)
+    # an explicit preset and crop_min still win
+    assert augment_for(fmnist, "grayscale", supervised=True).specs == PRESETS["grayscale"]
+    assert augment_for(fmnist, supervised=True, crop_min=0.3).specs[0].scale == (0.3, 1.0)
+    assert augment_for(cifar, supervised=True).specs == PRESETS["simclr-cifar"]
