@@ -238,7 +238,7 @@ def test_supervised_default_preset_only_where_one_is_defined() -> None:
     cifar = SimpleNamespace(name="cifar10", mean=(0.5,) * 3, std=(0.25,) * 3)
     assert augment_for(fmnist).specs == PRESETS["grayscale"]
     assert augment_for(fmnist, supervised=True).specs == PRESETS["grayscale-supervised"]
-    assert PRESETS["grayscale-supervised"][0].scale == (0.5, 1.0)
+    assert PRESETS["grayscale-supervised"][0].scale == (1.0, 1.0)
     # an explicit preset and crop_min still win
     assert augment_for(fmnist, "grayscale", supervised=True).specs == PRESETS["grayscale"]
     assert augment_for(fmnist, supervised=True, crop_min=0.3).specs[0].scale == (0.3, 1.0)
