@@ -104,7 +104,7 @@ class OptimConfig:
     """Optimiser and schedule: linear warmup then cosine to ``final_lr_frac·lr``."""
 
     name: str = "adamw"
-    lr: float = 2e-3
+    lr: float = 4e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9
     nesterov: bool = False
