@@ -17,6 +17,7 @@ from contrastlab.engine.trainer import (
     CUSTOM_BACKBONE,
     augment_of,
     method_for,
+    placed,
     prepare_run,
     train,
 )
@@ -99,9 +100,7 @@ def evaluate_saved_run(
         )
     cfg = apply_overrides(config_from_dict(json.loads(cfg_file.read_text())), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
-    method = method_for(cfg, train_set, backbone).to(device)
-    if cfg.train.channels_last:  # as in training, so that the features match it bit for bit
-        method = method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    method = placed(method_for(cfg, train_set, backbone), cfg, device)
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]

@@ -46,6 +46,7 @@ __all__ = [
     "augment_of",
     "autocast_for",
     "method_for",
+    "placed",
     "prepare_run",
     "resolve_device",
     "train",
@@ -224,10 +225,7 @@ def train(
         raise ValueError(
             f"method {cfg.method.name!r} needs labels; dataset {cfg.data.dataset!r} has none"
         )
-    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    method = method.to(device)
-    if cfg.train.channels_last:
-        method = method.to(memory_format=memory_format)  # type: ignore[call-overload]
+    method = placed(method, cfg, device)
     augment = augment_of(cfg, train_set, method)
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
@@ -294,6 +292,15 @@ def train(
         logger.close()
     torch.save(method.backbone.state_dict(), out / "encoder.pt")
     return result
+
+
+def placed(method: Method, cfg: Config, device: torch.device) -> Method:
+    """``method`` on ``device``, in channels-last memory format when ``cfg.train.channels_last``
+    (training and re-evaluation share it, so that their features match bit for bit)."""
+    method = method.to(device)
+    if cfg.train.channels_last:
+        method = method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return method
 
 
 def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:
