@@ -90,13 +90,17 @@ class LossConfig:
 
 @dataclass
 class MethodConfig:
-    """Method and its own state: MoCo's queue and momentum, BYOL's base momentum."""
+    """Method and its own state: MoCo's queue and momentum, BYOL's base momentum.
+    ``symmetric`` (MoCo, BYOL): each of the two views serves as query / online input and the loss
+    is summed over both directions; False: one direction only (view 0 → view 1, MoCo v2 as
+    published), which costs half the compute per image."""
 
     name: str = "simclr"
     queue_size: int = 4096
     moco_momentum: float = 0.99
     byol_base_momentum: float = 0.99
     supervised_queue: bool = False
+    symmetric: bool = True
 
 
 @dataclass

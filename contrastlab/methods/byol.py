@@ -21,12 +21,14 @@ __all__ = ["BYOL"]
 
 
 class BYOL(Method):
-    """BYOL with a symmetrised loss ``byol(p1, z2') + byol(p2, z1')``.
+    """BYOL with a symmetrised loss ``byol(p1, z2') + byol(p2, z1')`` (as in the paper).
 
     Args:
         backbone, feat_dim: the online encoder.
         projector: ``(B, feat_dim)`` → ``(B, D)``; predictor: ``(B, D)`` → ``(B, D)``.
         base_momentum: τ_base of the EMA schedule.
+        symmetric: False keeps only ``byol(p1, z2')``: view 0 through the online network and
+            view 1 through the target, half the compute per image.
     """
 
     name: ClassVar[str] = "byol"
@@ -38,6 +40,7 @@ class BYOL(Method):
         projector: nn.Module,
         predictor: nn.Module,
         base_momentum: float = 0.99,
+        symmetric: bool = True,
     ) -> None:
         super().__init__(backbone, feat_dim)
         if not 0.0 <= base_momentum < 1.0:
@@ -47,6 +50,7 @@ class BYOL(Method):
         self.target_backbone = copy_frozen(backbone)
         self.target_projector = copy_frozen(projector)
         self.base_momentum = float(base_momentum)
+        self.symmetric = symmetric
 
     def project(self, images: Tensor) -> Tensor:
         """Online projections ``(B, D)`` (before the predictor)."""
@@ -58,16 +62,18 @@ class BYOL(Method):
     ) -> StepOutput:
         self.check_views(views, labels)
         b = views[0].shape[0]
-        x = self.stack_views(views[:2])
+        x = self.stack_views(views[:2]) if self.symmetric else views[0]
         z_online = self.projector(self.backbone(x))
         p = self.predictor(z_online).float()
         with torch.no_grad():
             self.target_backbone.train(self.training)
             self.target_projector.train(self.training)
-            z_target = self.target_projector(self.target_backbone(x)).float()
-        p1, p2 = p[:b], p[b:]
-        t1, t2 = z_target[:b], z_target[b:]
-        loss = byol_loss(p1, t2) + byol_loss(p2, t1)
+            x_target = x if self.symmetric else views[1]
+            z_target = self.target_projector(self.target_backbone(x_target)).float()
+        if not self.symmetric:
+            return StepOutput(loss=byol_loss(p, z_target))
+        # Each online view regresses the target of the other view.
+        loss = byol_loss(p[:b], z_target[b:]) + byol_loss(p[b:], z_target[:b])
         emb = normalize(z_online.detach().float().reshape(2, b, -1).transpose(0, 1))
         return StepOutput(loss=loss, embeddings=emb)
 

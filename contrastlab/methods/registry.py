@@ -184,11 +184,17 @@ def build_method(
             queue_size=cfg.method.queue_size,
             momentum=cfg.method.moco_momentum,
             supervised=cfg.method.supervised_queue,
+            symmetric=cfg.method.symmetric,
             temperature_lr=lc.temperature_lr,
             proj_dim=mc.proj_dim,
         )
     projector = ProjectionHead(feat_dim, mc.proj_hidden_dim, mc.proj_dim)
     predictor = ProjectionHead(mc.proj_dim, mc.pred_hidden_dim, mc.proj_dim)
     return BYOL(
-        backbone, feat_dim, projector, predictor, base_momentum=cfg.method.byol_base_momentum
+        backbone,
+        feat_dim,
+        projector,
+        predictor,
+        base_momentum=cfg.method.byol_base_momentum,
+        symmetric=cfg.method.symmetric,
     )

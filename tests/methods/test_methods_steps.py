@@ -140,3 +140,36 @@ def test_feat_dim_sets_the_small_cnn_feature_width() -> None:
     assert method.backbone(torch.zeros(2, 1, 28, 28)).shape == (2, 96)
     with pytest.raises(ConfigError, match="model.backbone.*feat_dim"):
         build_method(_cfg("simclr", **{"model.backbone": "resnet18", "model.feat_dim": "96"}), 3)
+
+
+@pytest.mark.parametrize("name", ["moco", "byol"])
+def test_one_directional_loss_is_one_term_of_the_symmetric_loss(name: str, batch) -> None:
+    """In eval mode (BN on running statistics, so batch composition does not matter) the
+    symmetric loss is the two one-directional losses combined: summed for BYOL (two regression
+    terms), averaged for MoCo (InfoNCE is a mean over all 2B queries)."""
+    images, labels, aug = batch
+    v0, v1 = aug(images, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    sym = build_method(_cfg(name), in_channels=1).eval()
+    one = build_method(_cfg(name, **{"method.symmetric": "false"}), in_channels=1).eval()
+    one.load_state_dict(sym.state_dict())
+    with torch.no_grad():
+        both = float(sym.training_step([v0, v1], labels, step=0, progress=0.0).loss)
+        forward = float(one.training_step([v0, v1], labels, step=0, progress=0.0).loss)
+        backward = float(one.training_step([v1, v0], labels, step=0, progress=0.0).loss)
+    combined = forward + backward if name == "byol" else (forward + backward) / 2
+    assert forward != pytest.approx(backward)
+    assert both == pytest.approx(combined, rel=1e-5)  # the losses compute in float32
+
+
+@pytest.mark.parametrize("name", ["moco", "byol"])
+def test_one_directional_step_trains_and_freezes_the_right_parameters(name: str, batch) -> None:
+    images, labels, aug = batch
+    torch.manual_seed(0)
+    method = build_method(_cfg(name, **{"method.symmetric": "false"}), in_channels=1)
+    views = aug(images, generator=torch.Generator().manual_seed(1))
+    out = method.training_step(views, labels, step=0, progress=0.0)
+    out.loss.backward()
+    frozen = _frozen_names(method)
+    for pname, p in method.named_parameters():
+        assert (p.grad is None) == (pname in frozen), pname
