@@ -54,12 +54,15 @@ class DataConfig:
 class ModelConfig:
     """Encoder and heads. ``backbone``: small_cnn, resnet18/34/50; ``width`` is the small CNN's
     first width (its four stages use w, 2w, 4w, 32w); ``feat_dim`` overrides the small CNN's last
-    width, which is its feature dimension (None: 32w); ``cifar_stem`` the ResNets' 3×3 stem."""
+    width, which is its feature dimension (None: 32w); ``pools`` lists the small CNN's units (of
+    1, 2, 3) that end with a 2×2 max-pool, comma-separated; ``cifar_stem`` the ResNets' 3×3
+    stem."""
 
     backbone: str = "small_cnn"
     cifar_stem: bool = True
     width: int = 32
     feat_dim: int | None = None
+    pools: str = "1,3"
     proj_hidden_dim: int = 512
     proj_dim: int = 128
     pred_hidden_dim: int = 512
@@ -207,6 +210,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # YAML reads "model.pools=2" as an int
     raise ConfigError(
         f"config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from contrastlab.config import Config, ConfigError
+from contrastlab.config import Config, ConfigError, ModelConfig
 from contrastlab.methods.base import Method
 from contrastlab.methods.byol import BYOL
 from contrastlab.methods.moco import MoCo
@@ -80,6 +80,16 @@ def _loss_name(cfg: Config) -> str:
 
 
 @torch.no_grad()
+def _pool_units(spec: str) -> tuple[bool, bool, bool]:
+    """``model.pools`` ("1,3", "1,2", "" …) → which of the small CNN's units 1-3 pool."""
+    items = [item.strip() for item in spec.split(",") if item.strip()]
+    if any(item not in ("1", "2", "3") for item in items) or len(set(items)) != len(items):
+        raise ConfigError(
+            f"model.pools must list distinct units among 1, 2, 3 (e.g. '1,3'), got {spec!r}"
+        )
+    return ("1" in items, "2" in items, "3" in items)
+
+
 def infer_feat_dim(backbone: nn.Module, sample_shape: tuple[int, ...]) -> int:
     """The feature dimension F of ``backbone``: its ``feat_dim`` attribute if it has one, else
     the width of its output on two zero images of ``sample_shape`` = (C, H, W).
@@ -136,13 +146,17 @@ def build_method(
     if backbone is not None:
         feat_dim = infer_feat_dim(backbone, (in_channels, *image_shape))
     else:
+        pools = _pool_units(mc.pools)
         try:
             kw: dict[str, object] = {}
             if mc.backbone == "small_cnn":
                 last = 32 * mc.width if mc.feat_dim is None else mc.feat_dim
                 kw["widths"] = (mc.width, 2 * mc.width, 4 * mc.width, last)
+                kw["pools"] = pools
             elif mc.feat_dim is not None:
                 raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
+            elif pools != _pool_units(ModelConfig().pools):
+                raise ValueError(f"pools is a small_cnn option; {mc.backbone} sets its own")
             backbone = build_backbone(
                 mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, **kw
             )

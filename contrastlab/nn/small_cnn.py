@@ -94,37 +94,51 @@ class SmallCNN(nn.Module):
     Args:
         in_channels: image channels (1 for Fashion-MNIST).
         widths: output channels of the four units; ``feat_dim = widths[-1]``.
+        pools: which of units 1-3 end with a 2×2 max-pool (unit 4 never does).
 
-    Shapes: ``forward`` (B, in_channels, H, W) with H, W ≥ 8 and even → (B, widths[-1]).
+    Shapes: ``forward`` (B, in_channels, H, W) with H, W even and ≥ ``min_size``
+    (8, or 16 when all three units pool) → (B, widths[-1]).
 
     Raises:
-        ValueError: if ``widths`` is not four positive ints, ``in_channels`` < 1, or the input is
-            not 4-D with even H, W ≥ 8.
+        ValueError: if ``widths`` is not four positive ints, ``pools`` not three bools,
+            ``in_channels`` < 1, or the input is not 4-D with even H, W ≥ ``min_size``.
     """
 
-    def __init__(self, in_channels: int = 1, widths: Sequence[int] = (32, 64, 128, 1024)) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        widths: Sequence[int] = (32, 64, 128, 1024),
+        pools: Sequence[bool] = (True, False, True),
+    ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != 4 or any(w < 1 for w in widths):
             raise ValueError(f"widths must be four positive ints, got {widths}")
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        pools = tuple(bool(p) for p in pools)
+        if len(pools) != 3:
+            raise ValueError(f"pools must be three bools (units 1-3), got {pools}")
         w0, w1, w2, w3 = widths
         self.stem = nn.PixelUnshuffle(2)
-        self.unit1 = _unit(4 * in_channels, w0, 3, pool=True)
-        self.unit2 = _unit(w0, w1, 3, pool=False)
-        self.unit3 = _unit(w1, w2, 3, pool=True)
+        self.unit1 = _unit(4 * in_channels, w0, 3, pool=pools[0])
+        self.unit2 = _unit(w0, w1, 3, pool=pools[1])
+        self.unit3 = _unit(w1, w2, 3, pool=pools[2])
         self.unit4 = _unit(w2, w3, 1, pool=False)
         self.feat_dim: int = w3
+        self.pools = pools
+        # the stem halves H and W and each pool halves them again; the last map must be >= 1
+        self.min_size: int = max(8, 2 ** (sum(pools) + 1))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) float images → (B, feat_dim) pooled features."""
-        if x.dim() != 4 or min(x.shape[-2:]) < 8 or x.shape[-1] % 2 or x.shape[-2] % 2:
+        if x.dim() != 4 or min(x.shape[-2:]) < self.min_size or x.shape[-1] % 2 or x.shape[-2] % 2:
             raise ValueError(
-                f"x must have shape (B, C, H, W) with even H, W >= 8, got {tuple(x.shape)}"
+                f"x must have shape (B, C, H, W) with even H, W >= {self.min_size}, "
+                f"got {tuple(x.shape)}"
             )
         x = self.unit3(self.unit2(self.unit1(self.stem(x))))
         conv, bn, _relu = self.unit4

@@ -89,3 +89,35 @@ def test_small_cnn_output_unchanged_by_fused_pool() -> None:
     x = torch.randn(6, 1, 28, 28)
     units = net.unit4(net.unit3(net.unit2(net.unit1(net.stem(x)))))
     torch.testing.assert_close(net(x), units.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("pools", "final_side", "min_size"),
+    [((True, False, True), 3, 8), ((True, True, False), 3, 8), ((True, True, True), 1, 16)],
+)
+def test_small_cnn_pool_positions(pools, final_side: int, min_size: int) -> None:
+    torch.manual_seed(0)
+    net = SmallCNN(widths=(8, 16, 32, 64), pools=pools).eval()
+    x = torch.randn(2, 1, 28, 28)
+    last = net.unit3(net.unit2(net.unit1(net.stem(x))))
+    assert last.shape[-2:] == (final_side, final_side)
+    torch.testing.assert_close(net(x), net.unit4(last).mean(dim=(2, 3)))
+    assert net.min_size == min_size
+    net(torch.randn(1, 1, min_size, min_size))
+    with pytest.raises(ValueError, match=f"H, W >= {min_size}"):
+        net(torch.randn(1, 1, min_size - 2, min_size - 2))
+    with pytest.raises(ValueError, match="pools"):
+        SmallCNN(pools=(True, True))
+
+
+def test_model_pools_config_key() -> None:
+    from contrastlab.config import Config, ConfigError, apply_overrides
+    from contrastlab.methods import build_method
+
+    method = build_method(apply_overrides(Config(), ["model.pools=1,2"]), in_channels=1)
+    assert method.backbone.pools == (True, True, False)
+    with pytest.raises(ConfigError, match="model.pools"):
+        build_method(apply_overrides(Config(), ["model.pools=1,4"]), in_channels=1)
+    with pytest.raises(ConfigError, match="pools is a small_cnn option"):
+        cfg = apply_overrides(Config(), ["model.backbone=resnet18", "model.pools=2"])
+        build_method(cfg, in_channels=3)
