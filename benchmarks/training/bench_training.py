@@ -110,31 +110,16 @@ def print_table(results: dict[str, dict[str, object]]) -> None:
         )
 
 
-def throughput(args: argparse.Namespace) -> None:
-    """Images/s of full SimCLR steps (augment + forward + backward + update) at batch 256."""
+def _timed_steps(method, opt, aug, ds, cfg, gen, n_steps: int, batch: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Seconds spent in each part of ``n_steps`` full training steps."""
     import torch
 
-    from contrastlab.config import Config, apply_overrides
-    from contrastlab.data import augment_for, load_dataset
-    from contrastlab.engine.evaluate import evaluate_backbone
-    from contrastlab.engine.trainer import _build_optimizer, autocast_for
-    from contrastlab.methods import build_method
+    from contrastlab.engine.trainer import autocast_for
 
-    torch.set_num_threads(args.threads)
-    cfg = apply_overrides(Config(), [f"data.batch_size={args.batch}", *args.set])
-    ds = load_dataset("fashion-mnist")
-    test = load_dataset("fashion-mnist", "test")
-    aug = augment_for(ds, views=2, channels_last=True)
-    method = build_method(cfg, 1).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    opt = _build_optimizer(cfg, method)
-    gen = torch.Generator().manual_seed(0)
     device = torch.device("cpu")
     parts = {"augment": 0.0, "forward": 0.0, "backward": 0.0, "update": 0.0}
-    n_steps, warm = args.steps, 3
-    total_images = 0
-    t_all = 0.0
-    for i in range(n_steps + warm):
-        idx = torch.randint(0, len(ds), (args.batch,), generator=gen)
+    for i in range(n_steps):
+        idx = torch.randint(0, len(ds), (batch,), generator=gen)
         t0 = time.perf_counter()
         views = aug(ds.images[idx], generator=gen)
         t1 = time.perf_counter()
@@ -147,25 +132,72 @@ def throughput(args: argparse.Namespace) -> None:
         opt.step()
         method.after_optimizer_step(step=i, progress=0.0)
         t4 = time.perf_counter()
-        if i >= warm:
-            parts["augment"] += t1 - t0
-            parts["forward"] += t2 - t1
-            parts["backward"] += t3 - t2
-            parts["update"] += t4 - t3
-            t_all += t4 - t0
-            total_images += args.batch
-    print(
-        f"full SimCLR step, batch {args.batch}: {total_images / t_all:.0f} source images/s "
-        f"({2 * total_images / t_all:.0f} views/s) over {n_steps} steps"
-    )
-    for k, v in parts.items():
-        print(f"  {k:9s} {1000 * v / n_steps:7.1f} ms/step  ({100 * v / t_all:4.1f}%)")
-    t0 = time.perf_counter()
-    res = evaluate_backbone(method.backbone, ds, test, cfg, device)
-    print(
-        f"evaluation (features of 70k images + kNN + linear probe): {time.perf_counter() - t0:.1f} s "
-        f"(kNN {res['knn_top1']:.1f}%, linear {res['linear_top1']:.1f}% for this barely trained encoder)"
-    )
+        for k, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            parts[k] += dt
+    return parts
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """Images/s of full SimCLR steps (augment + forward + backward + update) at batch 256.
+
+    With ``--ab KEY=VALUE``, a second model built with those overrides runs in alternating blocks
+    of 5 steps beside the first, so both see the same machine load, and the ratio is printed.
+    """
+    import torch
+
+    from contrastlab.config import Config, apply_overrides
+    from contrastlab.data import augment_for, load_dataset
+    from contrastlab.engine.evaluate import evaluate_backbone
+    from contrastlab.engine.trainer import _build_optimizer
+    from contrastlab.methods import build_method
+
+    torch.set_num_threads(args.threads)
+    ds = load_dataset("fashion-mnist")
+    test = load_dataset("fashion-mnist", "test")
+    aug = augment_for(ds, views=2, channels_last=True)
+    arms = {"default": list(args.set)}
+    if args.ab:
+        arms[" ".join(args.ab)] = [*args.set, *args.ab]
+    built = {}
+    for name, sets in arms.items():
+        cfg = apply_overrides(Config(), [f"data.batch_size={args.batch}", *sets])
+        torch.manual_seed(0)
+        method = build_method(cfg, 1).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        built[name] = (cfg, method, _build_optimizer(cfg, method), torch.Generator().manual_seed(0))
+    block = 5
+    totals = {
+        name: dict.fromkeys(("augment", "forward", "backward", "update"), 0.0) for name in built
+    }
+    for cfg, method, opt, gen in built.values():  # warm-up
+        _timed_steps(method, opt, aug, ds, cfg, gen, 3, args.batch)
+    for _ in range(max(1, args.steps // block)):
+        for name, (cfg, method, opt, gen) in built.items():
+            for k, v in _timed_steps(method, opt, aug, ds, cfg, gen, block, args.batch).items():
+                totals[name][k] += v
+    n_steps = block * max(1, args.steps // block)
+    rates = {}
+    for name, parts in totals.items():
+        t_all = sum(parts.values())
+        rates[name] = n_steps * args.batch / t_all
+        print(
+            f"[{name}] full SimCLR step, batch {args.batch}: {rates[name]:.0f} source images/s "
+            f"({2 * rates[name]:.0f} views/s) over {n_steps} steps"
+        )
+        for k, v in parts.items():
+            print(f"  {k:9s} {1000 * v / n_steps:7.1f} ms/step  ({100 * v / t_all:4.1f}%)")
+    if args.ab:
+        name = " ".join(args.ab)
+        print(
+            f"ratio [{name}] / [default]: {rates[name] / rates['default']:.2f}x images/s (paired)"
+        )
+    for name, (cfg, method, _, _) in built.items():
+        t0 = time.perf_counter()
+        res = evaluate_backbone(method.backbone, ds, test, cfg, torch.device("cpu"))
+        print(
+            f"[{name}] evaluation (features of 70k images + kNN + linear probe): "
+            f"{time.perf_counter() - t0:.1f} s (kNN {res['knn_top1']:.1f}%, linear "
+            f"{res['linear_top1']:.1f}% for this barely trained encoder)"
+        )
 
 
 def main() -> None:
@@ -187,6 +219,13 @@ def main() -> None:
         "run directories, so runs of different configurations are kept apart",
     )
     p.add_argument("--throughput", action="store_true")
+    p.add_argument(
+        "--ab",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --throughput: also time a model with these overrides, paired with the default",
+    )
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
