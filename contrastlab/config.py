@@ -55,14 +55,15 @@ class ModelConfig:
     """Encoder and heads. ``backbone``: small_cnn, resnet18/34/50; ``width`` is the small CNN's
     first width (its four stages use w, 2w, 4w, 32w); ``feat_dim`` overrides the small CNN's last
     width, which is its feature dimension (None: 32w); ``pools`` lists the small CNN's units (of
-    1, 2, 3) that end with a 2×2 max-pool, comma-separated; ``cifar_stem`` the ResNets' 3×3
-    stem."""
+    1, 2, 3) that end with a 2×2 max-pool, comma-separated (None: the method's default, "1,2"
+    for SupCon and "1,3" otherwise; see ``contrastlab.nn.small_cnn``); ``cifar_stem`` the
+    ResNets' 3×3 stem."""
 
     backbone: str = "small_cnn"
     cifar_stem: bool = True
     width: int = 32
     feat_dim: int | None = None
-    pools: str = "1,3"
+    pools: str | None = None
     proj_hidden_dim: int = 512
     proj_dim: int = 128
     pred_hidden_dim: int = 512

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from contrastlab.config import Config, ConfigError, ModelConfig
+from contrastlab.config import Config, ConfigError
 from contrastlab.methods.base import Method
 from contrastlab.methods.byol import BYOL
 from contrastlab.methods.moco import MoCo
@@ -15,6 +15,7 @@ from contrastlab.nn import ProjectionHead, build_backbone
 from contrastlab.temperature import POLICIES, Cosine, DySTreSS, Fixed, Learnable, TemperaturePolicy
 
 __all__ = [
+    "DEFAULT_POOLS",
     "DEFAULT_TEMPERATURE",
     "METHODS",
     "METHOD_LOSSES",
@@ -25,6 +26,13 @@ __all__ = [
 
 #: name → method class, one readable file each.
 METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": SupCon, "byol": BYOL}
+
+#: the small CNN's pooled units per method where they differ from "1,3" (``model.pools``). With
+#: labels, pooling after units 1 and 2 (unit 3 then runs on the 3×3 map) lost nothing per epoch
+#: and runs 1.5× as many epochs: four-epoch SupCon runs (seed 0) gave 90.47 / 90.07 % linear /
+#: kNN against 90.40 / 90.09 with "1,3", and at equal compute (six epochs) 90.81 / 90.63. For
+#: SimCLR it cost 0.8 linear-probe points at equal compute (88.25 / 82.34 against 89.06 / 82.05).
+DEFAULT_POOLS: dict[str, str] = {"supcon": "1,2"}
 
 #: τ used when the config leaves it out (Fashion-MNIST-scale defaults; SPEC.md §1, §5, §6).
 DEFAULT_TEMPERATURE: dict[str, float] = {"simclr": 0.2, "moco": 0.2, "supcon": 0.1, "byol": 0.2}
@@ -146,7 +154,7 @@ def build_method(
     if backbone is not None:
         feat_dim = infer_feat_dim(backbone, (in_channels, *image_shape))
     else:
-        pools = _pool_units(mc.pools)
+        pools = _pool_units(DEFAULT_POOLS.get(name, "1,3") if mc.pools is None else mc.pools)
         try:
             kw: dict[str, object] = {}
             if mc.backbone == "small_cnn":
@@ -155,7 +163,7 @@ def build_method(
                 kw["pools"] = pools
             elif mc.feat_dim is not None:
                 raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
-            elif pools != _pool_units(ModelConfig().pools):
+            elif mc.pools is not None:
                 raise ValueError(f"pools is a small_cnn option; {mc.backbone} sets its own")
             backbone = build_backbone(
                 mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, **kw

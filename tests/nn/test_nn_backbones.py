@@ -116,6 +116,12 @@ def test_model_pools_config_key() -> None:
 
     method = build_method(apply_overrides(Config(), ["model.pools=1,2"]), in_channels=1)
     assert method.backbone.pools == (True, True, False)
+    # None (the default): SupCon pools after units 1 and 2, the other methods after 1 and 3
+    for name, want in [("simclr", (True, False, True)), ("supcon", (True, True, False))]:
+        cfg = apply_overrides(Config(), [f"method.name={name}"])
+        assert build_method(cfg, in_channels=1).backbone.pools == want
+    cfg = apply_overrides(Config(), ["method.name=supcon", "model.pools=1,3"])
+    assert build_method(cfg, in_channels=1).backbone.pools == (True, False, True)
     with pytest.raises(ConfigError, match="model.pools"):
         build_method(apply_overrides(Config(), ["model.pools=1,4"]), in_channels=1)
     with pytest.raises(ConfigError, match="pools is a small_cnn option"):
