@@ -32,7 +32,14 @@ channels_last, ≈1.9k views per CPU-second vs ≈0.6k for plain conv-BN-ReLU-po
   (:func:`relu_global_mean`): the composed ops' backward on the wide 3×3 map took ~18 ms of a
   ~230 ms SimCLR step; fused, the backbone's forward+backward is ~6% faster.
 
-About 0.23 M parameters and 5.9 M multiply-adds per 1×28×28 image.
+* ``pools`` moves the second max-pool: after units 1 and 3 (above, the default) or after units
+  1 and 2, which runs unit 3 on the 3×3 map. Unit 3 holds 3.6 M of the 5.9 M multiply-adds at
+  7×7 and 0.66 M at 3×3, so a SimCLR model step (batch 256, two views) took 162 ms instead of
+  264 ms, paired. Per epoch this cost SimCLR ~1 linear-probe point and SupCon nothing, so SupCon
+  uses it by default (``contrastlab.methods.registry.DEFAULT_POOLS``).
+
+About 0.23 M parameters and 5.9 M multiply-adds per 1×28×28 image (3.0 M pooling after units 1
+and 2).
 """
 
 from __future__ import annotations
