@@ -165,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "config":
                 import yaml
 
-                print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+                from contrastlab.methods import with_model_defaults
+
+                print(yaml.safe_dump(config_to_dict(with_model_defaults(cfg)), sort_keys=False))
                 return 0
             from contrastlab.engine.run import format_report, run
 

@@ -25,6 +25,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",
+    "config_from_run",
     "config_to_dict",
     "load_config",
 ]
@@ -244,6 +245,19 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
     _fill(cfg, data, "")
+    return cfg
+
+
+def config_from_run(data: dict[str, Any]) -> Config:
+    """The config of a saved run (``config.json`` or a checkpoint's ``config``).
+
+    Keys added after the run was written take the value that rebuilds that run rather than
+    today's default: a run without ``model.pools`` used a small CNN pooled after units 1 and 3.
+    """
+    cfg = config_from_dict(data)
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and "pools" not in model and cfg.model.backbone == "small_cnn":
+        cfg.model.pools = "1,3"
     return cfg
 
 

@@ -34,8 +34,9 @@ from torch.utils.data import DataLoader, Dataset
 from contrastlab.data import ViewSpec, load_dataset, make_augment
 
 
-def _pil_view(image: Image.Image, spec: ViewSpec, rng: random.Random,
-              mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def _pil_view(
+    image: Image.Image, spec: ViewSpec, rng: random.Random, mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
     """One view of one PIL image, as a normalised float32 (C, H, W) array."""
     width, height = image.size
     box = (0, 0, width, height)
@@ -56,13 +57,16 @@ def _pil_view(image: Image.Image, spec: ViewSpec, rng: random.Random,
         for op in ops:
             if op == 0 and spec.brightness:
                 out = ImageEnhance.Brightness(out).enhance(
-                    rng.uniform(1 - spec.brightness, 1 + spec.brightness))
+                    rng.uniform(1 - spec.brightness, 1 + spec.brightness)
+                )
             elif op == 1 and spec.contrast:
                 out = ImageEnhance.Contrast(out).enhance(
-                    rng.uniform(1 - spec.contrast, 1 + spec.contrast))
+                    rng.uniform(1 - spec.contrast, 1 + spec.contrast)
+                )
             elif op == 2 and spec.saturation and out.mode == "RGB":
                 out = ImageEnhance.Color(out).enhance(
-                    rng.uniform(1 - spec.saturation, 1 + spec.saturation))
+                    rng.uniform(1 - spec.saturation, 1 + spec.saturation)
+                )
             elif op == 3 and spec.hue and out.mode == "RGB":
                 hsv = np.array(out.convert("HSV"))
                 shift = int(rng.uniform(-spec.hue, spec.hue) * 255)
@@ -78,8 +82,9 @@ def _pil_view(image: Image.Image, spec: ViewSpec, rng: random.Random,
 class PerSampleViews(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """The per-sample baseline: two PIL-augmented views of image i."""
 
-    def __init__(self, images: np.ndarray, spec: ViewSpec, mean: tuple[float, ...],
-                 std: tuple[float, ...]) -> None:
+    def __init__(
+        self, images: np.ndarray, spec: ViewSpec, mean: tuple[float, ...], std: tuple[float, ...]
+    ) -> None:
         self.images = images  # (N, H, W, C) uint8
         self.spec = spec
         self.mean = np.array(mean, np.float32)
@@ -92,8 +97,10 @@ class PerSampleViews(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         array = self.images[i]
         image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-        return (torch.from_numpy(_pil_view(image, self.spec, self.rng, self.mean, self.std)),
-                torch.from_numpy(_pil_view(image, self.spec, self.rng, self.mean, self.std)))
+        return (
+            torch.from_numpy(_pil_view(image, self.spec, self.rng, self.mean, self.std)),
+            torch.from_numpy(_pil_view(image, self.spec, self.rng, self.mean, self.std)),
+        )
 
 
 def _rate(run: Callable[[], int]) -> float:
@@ -102,8 +109,16 @@ def _rate(run: Callable[[], int]) -> float:
     return views / max(time.perf_counter() - start, 1e-9)
 
 
-def bench(name: str, images: torch.Tensor, preset: str, mean: tuple[float, ...],
-          std: tuple[float, ...], batch: int, batches: int, repeats: int) -> dict[str, object]:
+def bench(
+    name: str,
+    images: torch.Tensor,
+    preset: str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch: int,
+    batches: int,
+    repeats: int,
+) -> dict[str, object]:
     aug = make_augment(preset, mean, std, views=2)
     n = images.shape[0]
     generator = torch.Generator().manual_seed(0)
@@ -117,8 +132,15 @@ def bench(name: str, images: torch.Tensor, preset: str, mean: tuple[float, ...],
         return count
 
     dataset = PerSampleViews(images.permute(0, 2, 3, 1).numpy(), aug.specs[0], mean, std)
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=2,
-                        persistent_workers=True, prefetch_factor=2, drop_last=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=2,
+        persistent_workers=True,
+        prefetch_factor=2,
+        drop_last=True,
+    )
 
     def baseline() -> int:
         count = 0
@@ -136,8 +158,15 @@ def bench(name: str, images: torch.Tensor, preset: str, mean: tuple[float, ...],
         base_rates.append(_rate(baseline))
     ours_med, base_med = statistics.median(ours_rates), statistics.median(base_rates)
     ratios = [o / b for o, b in zip(ours_rates, base_rates, strict=True)]
-    return {"name": name, "preset": preset, "ours": ours_med, "baseline": base_med,
-            "ratio": ours_med / base_med, "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    return {
+        "name": name,
+        "preset": preset,
+        "ours": ours_med,
+        "baseline": base_med,
+        "ratio": ours_med / base_med,
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
 
 
 def main() -> None:
@@ -150,8 +179,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     fashion = load_dataset("fashion-mnist", "train")
-    rgb = torch.randint(0, 256, (10000, 3, 32, 32), dtype=torch.uint8,
-                        generator=torch.Generator().manual_seed(0))
+    rgb = torch.randint(
+        0, 256, (10000, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     cifar_stats = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
     cases = [
         ("Fashion-MNIST 1x28x28", fashion.images, "simclr-cifar", fashion.mean, fashion.std),
@@ -159,16 +189,23 @@ def main() -> None:
         ("random 3x32x32 (CIFAR-sized)", rgb, "simclr-cifar", *cifar_stats),
     ]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
-          f"{args.batches} batches x {args.repeats} runs, {platform.processor() or platform.machine()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average at start {load}")
-    print("| data | preset | ours (views/s) | per-sample PIL, 2 workers (views/s) | ratio "
-          "(median) | ratio range |")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
+        f"{args.batches} batches x {args.repeats} runs, {platform.processor() or platform.machine()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average at start {load}"
+    )
+    print(
+        "| data | preset | ours (views/s) | per-sample PIL, 2 workers (views/s) | ratio "
+        "(median) | ratio range |"
+    )
     print("|---|---|---:|---:|---:|---|")
     for name, images, preset, mean, std in cases:
         r = bench(name, images, preset, mean, std, args.batch, args.batches, args.repeats)
-        print(f"| {r['name']} | {r['preset']} | {r['ours']:,.0f} | {r['baseline']:,.0f} | "
-              f"{r['ratio']:.1f}x | {r['ratio_min']:.1f}-{r['ratio_max']:.1f}x |", flush=True)
+        print(
+            f"| {r['name']} | {r['preset']} | {r['ours']:,.0f} | {r['baseline']:,.0f} | "
+            f"{r['ratio']:.1f}x | {r['ratio_min']:.1f}-{r['ratio_max']:.1f}x |",
+            flush=True,
+        )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average at end {load}")
 

@@ -170,11 +170,12 @@ def throughput(args: argparse.Namespace) -> None:
     }
     for cfg, method, opt, gen in built.values():  # warm-up
         _timed_steps(method, opt, aug, ds, cfg, gen, 3, args.batch)
-    for _ in range(max(1, args.steps // block)):
+    blocks = max(1, -(-args.steps // block))  # --steps rounded up to whole blocks
+    for _ in range(blocks):
         for name, (cfg, method, opt, gen) in built.items():
             for k, v in _timed_steps(method, opt, aug, ds, cfg, gen, block, args.batch).items():
                 totals[name][k] += v
-    n_steps = block * max(1, args.steps // block)
+    n_steps = block * blocks
     rates = {}
     for name, parts in totals.items():
         t_all = sum(parts.values())
@@ -231,6 +232,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--table", action="store_true", help="only print the table of results.json")
     args = p.parse_args()
+    if args.ab and not args.throughput:
+        p.error("--ab compares step throughput: use it with --throughput")
     if args.table:
         print_table(json.loads(RESULTS.read_text()))
     elif args.throughput:

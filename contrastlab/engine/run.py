@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from contrastlab.config import Config, ConfigError, apply_overrides, config_from_dict
+from contrastlab.config import Config, ConfigError, apply_overrides, config_from_run
 from contrastlab.engine.checkpoint import load_checkpoint
 from contrastlab.engine.evaluate import evaluate_run
 from contrastlab.engine.trainer import (
@@ -98,7 +98,7 @@ def evaluate_saved_run(
             f"{path} was trained with a user-supplied backbone ({path / CUSTOM_BACKBONE}); "
             "re-evaluate it from Python: evaluate_saved_run(run_dir, backbone=<the same module>)"
         )
-    cfg = apply_overrides(config_from_dict(json.loads(cfg_file.read_text())), list(overrides))
+    cfg = apply_overrides(config_from_run(json.loads(cfg_file.read_text())), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
     method = placed(method_for(cfg, train_set, backbone), cfg, device)
     ckpt = load_checkpoint(path / CHECKPOINT)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from contrastlab.config import Config, config_from_dict, config_to_dict
+from contrastlab.config import Config, config_from_run, config_to_dict
 from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, load_dataset
 from contrastlab.engine.checkpoint import (
     capture_rng_state,
@@ -38,7 +38,7 @@ from contrastlab.engine.logging import RunLogger, progress_bar
 from contrastlab.engine.optim import build_optimizer, param_groups
 from contrastlab.engine.schedule import warmup_cosine
 from contrastlab.eval import KNNMonitor, bf16_is_fast
-from contrastlab.methods import Method, build_method
+from contrastlab.methods import Method, build_method, with_model_defaults
 
 __all__ = [
     "RunState",
@@ -212,6 +212,7 @@ def train(
     Raises:
         ConfigError: invalid configuration; CheckpointError: unreadable checkpoint on resume.
     """
+    cfg = with_model_defaults(cfg)  # config.json names the architecture actually built
     out = Path(run_dir or cfg.train.out or default_run_dir(cfg))
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
@@ -233,9 +234,18 @@ def train(
     ckpt_path = out / CHECKPOINT
     if resume and (ckpt_path.exists() or previous_path(ckpt_path).exists()):
         ckpt, _ = load_latest(out, CHECKPOINT)
-        stored = config_from_dict(ckpt["config"])
-        if config_to_dict(stored)["method"] != config_to_dict(cfg)["method"]:
-            raise ValueError(f"cannot resume {ckpt_path}: its method config differs from this one")
+        stored, current = config_to_dict(config_from_run(ckpt["config"])), config_to_dict(cfg)
+        for section in ("method", "model"):
+            diff = [
+                f"{section}.{k}: stored {v!r}, now {current[section][k]!r}"
+                for k, v in stored[section].items()
+                if current[section][k] != v
+            ]
+            if diff:
+                raise ValueError(
+                    f"cannot resume {ckpt_path}: its {section} config differs from this one "
+                    f"({'; '.join(diff)}); pass the stored values with --set"
+                )
         method.load_state_dict(ckpt["method"])
         optimizer.load_state_dict(ckpt["optimizer"])
         restore_rng_state(ckpt["rng"])

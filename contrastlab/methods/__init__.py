@@ -13,6 +13,7 @@ from contrastlab.methods.registry import (
     METHODS,
     build_method,
     build_temperature,
+    with_model_defaults,
 )
 from contrastlab.methods.simclr import PAIR_LOSSES, SimCLR
 from contrastlab.methods.supcon import SupCon
@@ -30,4 +31,5 @@ __all__ = [
     "SupCon",
     "build_method",
     "build_temperature",
+    "with_model_defaults",
 ]

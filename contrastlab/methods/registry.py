@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -22,6 +24,7 @@ __all__ = [
     "build_method",
     "build_temperature",
     "infer_feat_dim",
+    "with_model_defaults",
 ]
 
 #: name → method class, one readable file each.
@@ -87,9 +90,8 @@ def _loss_name(cfg: Config) -> str:
     return name
 
 
-@torch.no_grad()
 def _pool_units(spec: str) -> tuple[bool, bool, bool]:
-    """``model.pools`` ("1,3", "1,2", "" …) → which of the small CNN's units 1-3 pool."""
+    """``model.pools`` ("1,3", "1,2", "1,2,3" …) → which of the small CNN's units 1-3 pool."""
     items = [item.strip() for item in spec.split(",") if item.strip()]
     if any(item not in ("1", "2", "3") for item in items) or len(set(items)) != len(items):
         raise ConfigError(
@@ -98,6 +100,17 @@ def _pool_units(spec: str) -> tuple[bool, bool, bool]:
     return ("1" in items, "2" in items, "3" in items)
 
 
+def with_model_defaults(cfg: Config) -> Config:
+    """A copy of ``cfg`` with ``model.pools`` set to the layout the method uses when it is None
+    (for the small CNN), so that ``config.json`` and checkpoints name the architecture actually
+    built and stay valid if ``DEFAULT_POOLS`` changes."""
+    if cfg.model.pools is not None or cfg.model.backbone != "small_cnn":
+        return cfg
+    pools = DEFAULT_POOLS.get(cfg.method.name, "1,3")
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pools=pools))
+
+
+@torch.no_grad()
 def infer_feat_dim(backbone: nn.Module, sample_shape: tuple[int, ...]) -> int:
     """The feature dimension F of ``backbone``: its ``feat_dim`` attribute if it has one, else
     the width of its output on two zero images of ``sample_shape`` = (C, H, W).
@@ -150,6 +163,8 @@ def build_method(
     if name not in METHODS:
         raise ConfigError(f"method.name must be one of {', '.join(METHODS)}, got {name!r}")
     loss_name = _loss_name(cfg)
+    if not cfg.method.symmetric and name not in ("moco", "byol"):
+        raise ConfigError(f"method.symmetric=false applies to moco and byol, not {name!r}")
     mc = cfg.model
     if backbone is not None:
         feat_dim = infer_feat_dim(backbone, (in_channels, *image_shape))

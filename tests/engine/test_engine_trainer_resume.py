@@ -152,3 +152,36 @@ def test_knn_monitor_logged_every_epoch(tmp_path: Path) -> None:
     train(off)
     last = json.loads((tmp_path / "n" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "knn_monitor_top1" not in last
+
+
+def test_stored_config_names_the_layout_and_old_runs_rebuild_theirs(tmp_path: Path) -> None:
+    """config.json holds the pools actually built (SupCon's default 1,2), a run written before
+    model.pools existed rebuilds the 1,3 layout it was trained with, and resuming with another
+    layout is refused, naming the key."""
+    from contrastlab.config import config_from_run
+    from contrastlab.engine.run import evaluate_saved_run
+
+    out = tmp_path / "sup"
+    cfg = _cfg(out, "supcon", "train.epochs=1", "eval.linear_epochs=1", "eval.knn_k=20")
+    assert cfg.model.pools is None
+    first = train(cfg)
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["model"]["pools"] == "1,2"
+    assert first.method.backbone.pools == (True, True, False)
+
+    with pytest.raises(ValueError, match=r"model\.pools: stored '1,2', now '1,3'"):
+        train(_cfg(out, "supcon", "train.epochs=1", "model.pools=1,3"), resume=True)
+
+    # an old run directory: same files, no "pools" key (it was trained with units 1 and 3)
+    legacy = dict(stored, model={k: v for k, v in stored["model"].items() if k != "pools"})
+    assert config_from_run(legacy).model.pools == "1,3"
+    assert config_from_run(stored).model.pools == "1,2"
+    old = tmp_path / "old"
+    extra = ("train.epochs=1", "eval.linear_epochs=1", "eval.knn_k=20", "eval.untrained_baseline=false")
+    trained = run(_cfg(old, "supcon", *extra, "model.pools=1,3"))
+    on_disk = json.loads((old / "config.json").read_text())
+    del on_disk["model"]["pools"]
+    (old / "config.json").write_text(json.dumps(on_disk))
+    again = evaluate_saved_run(old)  # with SupCon's new default (1,2) the features would differ
+    assert again["knn_top1"] == trained["knn_top1"]
+    assert again["linear_top1"] == trained["linear_top1"]

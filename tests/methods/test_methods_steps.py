@@ -173,3 +173,8 @@ def test_one_directional_step_trains_and_freezes_the_right_parameters(name: str,
     frozen = _frozen_names(method)
     for pname, p in method.named_parameters():
         assert (p.grad is None) == (pname in frozen), pname
+
+
+def test_symmetric_false_is_refused_where_it_does_not_apply() -> None:
+    with pytest.raises(ConfigError, match="method.symmetric"):
+        build_method(_cfg("simclr", **{"method.symmetric": "false"}), in_channels=1)
