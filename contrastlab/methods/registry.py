@@ -106,8 +106,12 @@ def with_model_defaults(cfg: Config) -> Config:
     built and stay valid if ``DEFAULT_POOLS`` changes."""
     if cfg.model.pools is not None or cfg.model.backbone != "small_cnn":
         return cfg
-    pools = DEFAULT_POOLS.get(cfg.method.name, "1,3")
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pools=pools))
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pools=_pools_of(cfg)))
+
+
+def _pools_of(cfg: Config) -> str:
+    """``model.pools``, or the method's default layout when it is None."""
+    return DEFAULT_POOLS.get(cfg.method.name, "1,3") if cfg.model.pools is None else cfg.model.pools
 
 
 @torch.no_grad()
@@ -169,7 +173,7 @@ def build_method(
     if backbone is not None:
         feat_dim = infer_feat_dim(backbone, (in_channels, *image_shape))
     else:
-        pools = _pool_units(DEFAULT_POOLS.get(name, "1,3") if mc.pools is None else mc.pools)
+        pools = _pool_units(_pools_of(cfg))
         try:
             kw: dict[str, object] = {}
             if mc.backbone == "small_cnn":
