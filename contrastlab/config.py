@@ -39,13 +39,15 @@ class ConfigError(ValueError):
 class DataConfig:
     """Dataset and views. ``augment`` names a preset of ``contrastlab.data`` (None = the
     dataset's default); ``crop_min`` replaces the preset's smallest crop area (a fraction of
-    the image in (0, 1]; None = the preset's); ``views`` is the number of views per image."""
+    the image in (0, 1]; None = the preset's); ``erase_p`` replaces the preset's Random Erasing
+    probability (in [0, 1]; None = the preset's); ``views`` is the number of views per image."""
 
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     download: bool = False
     augment: str | None = None
     crop_min: float | None = None
+    erase_p: float | None = None
     views: int = 2
     batch_size: int = 256
     train_subset: int | None = None

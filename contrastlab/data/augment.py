@@ -6,7 +6,7 @@ each sample with its own random parameters, drawn from a CPU ``torch.Generator``
 same seed gives the same views on any device.
 
 Order of the ops, as in the reference code: random resized crop, horizontal flip, colour
-jitter (with probability), grayscale, Gaussian blur, solarize, normalise.
+jitter (with probability), grayscale, Gaussian blur, solarize, random erasing, normalise.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ class ViewSpec:
         blur_p: probability of a Gaussian blur with sigma uniform in ``blur_sigma`` and a
             kernel ``blur_kernel_frac`` of the side (rounded to odd, at least 3).
         solarize_p: probability of solarizing (threshold 0.5).
+        erase_p: probability of Random Erasing (Zhong et al. 2020), the last op: a rectangle
+            of ``erase_scale`` of the image's area and aspect in ``erase_ratio`` (log-uniform)
+            is replaced by ``erase_value``, or by uniform noise in [0, 1] when None (the
+            paper's best variant).
     """
 
     scale: tuple[float, float] = (0.08, 1.0)
@@ -60,13 +64,21 @@ class ViewSpec:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_frac: float = 0.1
     solarize_p: float = 0.0
+    erase_p: float = 0.0
+    erase_scale: tuple[float, float] = (0.02, 0.33)
+    erase_ratio: tuple[float, float] = (0.3, 3.3)
+    erase_value: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
             raise ValueError(f"scale must satisfy 0 < lo <= hi <= 1, got {self.scale}")
         if not 0.0 < self.ratio[0] <= self.ratio[1]:
             raise ValueError(f"ratio must satisfy 0 < lo <= hi, got {self.ratio}")
-        for name in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p"):
+        if not 0.0 < self.erase_scale[0] <= self.erase_scale[1] <= 1.0:
+            raise ValueError(f"erase_scale must satisfy 0 < lo <= hi <= 1, got {self.erase_scale}")
+        if not 0.0 < self.erase_ratio[0] <= self.erase_ratio[1]:
+            raise ValueError(f"erase_ratio must satisfy 0 < lo <= hi, got {self.erase_ratio}")
+        for name in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p", "erase_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.hue <= 0.5:
@@ -201,7 +213,17 @@ def augment_view(
         out = _apply_subset(
             out, spec.blur_p, generator, lambda x, idx: ops.gaussian_blur(x, sigma[idx], kernel)
         )
-    return _apply_subset(out, spec.solarize_p, generator, lambda x, _: ops.solarize(x))
+    out = _apply_subset(out, spec.solarize_p, generator, lambda x, _: ops.solarize(x))
+    return _apply_subset(out, spec.erase_p, generator, lambda x, _: _erase(x, spec, generator))
+
+
+def _erase(images: torch.Tensor, spec: ViewSpec, generator: torch.Generator) -> torch.Tensor:
+    n, _, height, width = images.shape
+    boxes = ops.sample_erase_boxes(n, height, width, spec.erase_scale, spec.erase_ratio, generator)
+    if spec.erase_value is not None:
+        return ops.erase(images, boxes, spec.erase_value)
+    noise = torch.rand(images.shape, generator=generator)
+    return ops.erase(images, boxes, noise)
 
 
 class MultiViewAugment:
@@ -313,14 +335,17 @@ def make_augment(
     size: int | tuple[int, int] | None = None,
     channels_last: bool = False,
     crop_min: float | None = None,
+    erase_p: float | None = None,
 ) -> MultiViewAugment:
     """A :class:`MultiViewAugment` from a named preset (see ``PRESETS``).
 
     ``crop_min`` replaces the lower bound of the preset's random-resized-crop area (e.g. 0.5
-    for milder crops than the "grayscale" preset's 0.2); None keeps the preset's.
+    for milder crops than the "grayscale" preset's 0.2); ``erase_p`` replaces every view's
+    Random Erasing probability (:class:`ViewSpec`); None keeps the preset's.
 
     Raises:
-        ValueError: unknown preset (listing the known ones), or ``crop_min`` outside (0, 1].
+        ValueError: unknown preset (listing the known ones), ``crop_min`` outside (0, 1] or
+            ``erase_p`` outside [0, 1].
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
@@ -329,6 +354,10 @@ def make_augment(
         if not 0.0 < crop_min <= 1.0:
             raise ValueError(f"crop_min must be in (0, 1], got {crop_min}")
         specs = tuple(replace(s, scale=(crop_min, max(crop_min, s.scale[1]))) for s in specs)
+    if erase_p is not None:
+        if not 0.0 <= erase_p <= 1.0:
+            raise ValueError(f"erase_p must be in [0, 1], got {erase_p}")
+        specs = tuple(replace(s, erase_p=erase_p) for s in specs)
     return MultiViewAugment(specs, mean, std, views=views, size=size, channels_last=channels_last)
 
 
@@ -340,11 +369,12 @@ def augment_for(
     size: int | tuple[int, int] | None = None,
     channels_last: bool = False,
     crop_min: float | None = None,
+    erase_p: float | None = None,
     supervised: bool = False,
 ) -> MultiViewAugment:
     """The augmentation for a dataset: its mean/std and its default preset
     (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...; with
-    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min`` as in
+    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min`` and ``erase_p`` as in
     :func:`make_augment`."""
     chosen = preset or (
         (DEFAULT_PRESET_SUPERVISED.get(dataset.name) if supervised else None)
@@ -358,4 +388,5 @@ def augment_for(
         size=size,
         channels_last=channels_last,
         crop_min=crop_min,
+        erase_p=erase_p,
     )

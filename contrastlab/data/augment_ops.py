@@ -19,6 +19,30 @@ from kornia.filters import gaussian_blur2d
 _LUMA = (0.299, 0.587, 0.114)
 
 
+def _sample_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+    attempts: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Up to ``attempts`` (area fraction, log-uniform aspect) draws per sample; the first
+    box that fits the image. Returns (h, w, found), each (n,), h and w whole pixels."""
+    area = height * width
+    target = area * torch.empty(n, attempts).uniform_(*scale, generator=generator)
+    log_r = torch.empty(n, attempts).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator
+    )
+    aspect = log_r.exp()
+    w = (target * aspect).sqrt().round()
+    h = (target / aspect).sqrt().round()
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = ok.int().argmax(dim=1, keepdim=True)
+    return h.gather(1, first).squeeze(1), w.gather(1, first).squeeze(1), ok.any(dim=1)
+
+
 def sample_crop_boxes(
     n: int,
     height: int,
@@ -36,19 +60,7 @@ def sample_crop_boxes(
     Returns:
         float tensor (n, 4) on the CPU: top, left, crop height, crop width (whole pixels).
     """
-    area = height * width
-    target = area * torch.empty(n, attempts).uniform_(*scale, generator=generator)
-    log_r = torch.empty(n, attempts).uniform_(
-        math.log(ratio[0]), math.log(ratio[1]), generator=generator
-    )
-    aspect = log_r.exp()
-    w = (target * aspect).sqrt().round()
-    h = (target / aspect).sqrt().round()
-    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = ok.int().argmax(dim=1, keepdim=True)
-    w = w.gather(1, first).squeeze(1)
-    h = h.gather(1, first).squeeze(1)
-    found = ok.any(dim=1)
+    h, w, found = _sample_boxes(n, height, width, scale, ratio, generator, attempts)
     # Fallback: centre crop, aspect clamped into ratio (torchvision's behaviour).
     in_ratio = width / height
     if in_ratio < ratio[0]:
@@ -63,6 +75,55 @@ def sample_crop_boxes(
     top = torch.where(found, (u[:, 0] * (height - h + 1)).floor(), ((height - h) / 2).round())
     left = torch.where(found, (u[:, 1] * (width - w + 1)).floor(), ((width - w) / 2).round())
     return torch.stack([top, left, h, w], dim=1)
+
+
+def sample_erase_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+    attempts: int = 10,
+) -> torch.Tensor:
+    """Random-erasing rectangles (Zhong et al. 2020): area a fraction in ``scale`` of the
+    image, aspect log-uniform in ``ratio``, position uniform; up to ``attempts`` draws per
+    sample, and an empty box (h = w = 0, nothing erased) when none fits.
+
+    Returns:
+        float tensor (n, 4) on the CPU: top, left, height, width (whole pixels).
+    """
+    h, w, found = _sample_boxes(n, height, width, scale, ratio, generator, attempts)
+    h, w = h * found, w * found
+    u = torch.rand(n, 2, generator=generator)
+    top = (u[:, 0] * (height - h + 1)).floor()
+    left = (u[:, 1] * (width - w + 1)).floor()
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def erase(images: torch.Tensor, boxes: torch.Tensor, fill: torch.Tensor | float) -> torch.Tensor:
+    """Replace each image's box by ``fill``: a constant, or a tensor broadcastable to
+    ``images`` (e.g. (B, C, H, W) noise, as in Random Erasing's "random values" variant).
+
+    Args:
+        images: float (B, C, H, W).
+        boxes: (B, 4) top, left, height, width in pixels (see :func:`sample_erase_boxes`);
+            a box of height or width 0 leaves its image unchanged.
+        fill: the replacement values.
+
+    Returns:
+        float (B, C, H, W), a new tensor.
+    """
+    b, _, height, width = images.shape
+    top, left, h, w = boxes.to(images.device, images.dtype).unbind(1)
+    rows = torch.arange(height, device=images.device, dtype=images.dtype).view(1, height)
+    cols = torch.arange(width, device=images.device, dtype=images.dtype).view(1, width)
+    in_rows = (rows >= top.view(b, 1)) & (rows < (top + h).view(b, 1))
+    in_cols = (cols >= left.view(b, 1)) & (cols < (left + w).view(b, 1))
+    mask = in_rows.view(b, 1, height, 1) & in_cols.view(b, 1, 1, width)
+    if not isinstance(fill, torch.Tensor):
+        fill = torch.tensor(fill, device=images.device, dtype=images.dtype)
+    return torch.where(mask, fill.to(images.device, images.dtype), images)
 
 
 def resized_crop(

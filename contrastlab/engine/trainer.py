@@ -322,6 +322,7 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         views=cfg.data.views,
         channels_last=cfg.train.channels_last,
         crop_min=cfg.data.crop_min,
+        erase_p=cfg.data.erase_p,
         supervised=method.needs_labels,
     )
 

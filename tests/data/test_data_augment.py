@@ -5,6 +5,7 @@ from __future__ import annotations
 import colorsys
 import math
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -243,3 +244,61 @@ def test_supervised_default_preset_only_where_one_is_defined() -> None:
     assert augment_for(fmnist, "grayscale", supervised=True).specs == PRESETS["grayscale"]
     assert augment_for(fmnist, supervised=True, crop_min=0.3).specs[0].scale == (0.3, 1.0)
     assert augment_for(cifar, supervised=True).specs == PRESETS["simclr-cifar"]
+
+
+def _erased_loop(images: torch.Tensor, boxes: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Random Erasing written pixel by pixel from its definition."""
+    out = images.clone()
+    for i, (top, left, h, w) in enumerate(boxes.long().tolist()):
+        for r in range(top, top + h):
+            for c in range(left, left + w):
+                out[i, :, r, c] = fill[i, :, r, c]
+    return out
+
+
+def test_erase_boxes_fit_and_erase_matches_a_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    boxes = ops.sample_erase_boxes(2000, 28, 20, (0.02, 0.33), (0.3, 3.3), g)
+    top, left, h, w = boxes.unbind(1)
+    assert bool((top >= 0).all() and (left >= 0).all())
+    assert bool((top + h <= 28).all() and (left + w <= 20).all())
+    area = h * w / (28 * 20)
+    drawn = area > 0
+    assert drawn.float().mean() > 0.95  # nearly every sample finds a box within 10 draws
+    assert area[drawn].min() >= 0.01 and area[drawn].max() <= 0.36
+    # a range no box can fit gives empty boxes (nothing erased), not a fallback
+    none = ops.sample_erase_boxes(50, 8, 8, (1.0, 1.0), (3.0, 3.3), g)
+    assert bool((none[:, 2] * none[:, 3] == 0).all())
+
+    images = torch.rand(6, 3, 9, 7, generator=g)
+    boxes = ops.sample_erase_boxes(6, 9, 7, (0.1, 0.5), (0.3, 3.3), g)
+    noise = torch.rand(images.shape, generator=g)
+    torch.testing.assert_close(ops.erase(images, boxes, noise), _erased_loop(images, boxes, noise),
+                               rtol=0, atol=0)
+    const = ops.erase(images, boxes, 0.25)
+    torch.testing.assert_close(const, _erased_loop(images, boxes, torch.full_like(images, 0.25)),
+                               rtol=0, atol=0)
+
+
+def test_erase_probability_spec_and_override() -> None:
+    x = _batch(b=400, c=1, side=28)
+    spec = replace(PLAIN, erase_p=0.5, erase_value=0.0)
+    view = augment_view(x.float() / 255, spec, (28, 28), torch.Generator().manual_seed(1))
+    erased = ((view == 0) & (x.float() != 0)).flatten(1).any(dim=1)
+    assert 0.4 < erased.float().mean() < 0.6
+    # noise fill: values stay in [0, 1] and the same seed gives the same views
+    noisy = make_augment("grayscale", (0.5,), (0.25,), erase_p=1.0)
+    assert all(s.erase_p == 1.0 and s.erase_value is None for s in noisy.specs)
+    a, b = noisy(x, seed=3), noisy(x, seed=3)
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    # erase_p 0 (the presets' default) leaves the random stream, so the views, unchanged
+    plain = make_augment("grayscale", (0.5,), (0.25,))
+    zero = make_augment("grayscale", (0.5,), (0.25,), erase_p=0.0)
+    assert all(torch.equal(u, v) for u, v in zip(plain(x, seed=5), zero(x, seed=5), strict=True))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="erase_p"):
+            make_augment("grayscale", (0.5,), (0.25,), erase_p=bad)
+    with pytest.raises(ValueError, match="erase_scale"):
+        ViewSpec(erase_scale=(0.5, 0.2))
+    with pytest.raises(ValueError, match="erase_ratio"):
+        ViewSpec(erase_ratio=(0.0, 2.0))
