@@ -56,15 +56,17 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     """Encoder and heads. ``backbone``: small_cnn, resnet18/34/50; ``width`` is the small CNN's
-    first width (its four stages use w, 2w, 4w, 32w); ``feat_dim`` overrides the small CNN's last
-    width, which is its feature dimension (None: 32w); ``pools`` lists the small CNN's units (of
-    1, 2, 3) that end with a 2×2 max-pool, comma-separated (None: the method's default, "1,2"
-    for SupCon and "1,3" otherwise; see ``contrastlab.nn.small_cnn``); ``cifar_stem`` the
-    ResNets' 3×3 stem."""
+    first width (its four stages use w, 2w, 4w and ``feat_dim``); ``feat_dim`` is the small CNN's
+    last width, which is its feature dimension; ``pools`` lists the small CNN's units (of 1, 2,
+    3) that end with a 2×2 max-pool, comma-separated. None in these keys means the method's
+    default (``contrastlab.methods.SMALL_CNN_DEFAULTS``): widths 48-96-192-1024 and pools "1,2"
+    for SupCon, widths 32-64-128-1024 and pools "1,3" otherwise; with ``width`` set and
+    ``feat_dim`` None the last width is 32 × width (see ``contrastlab.nn.small_cnn``).
+    ``cifar_stem`` is the ResNets' 3×3 stem."""
 
     backbone: str = "small_cnn"
     cifar_stem: bool = True
-    width: int = 32
+    width: int | None = None
     feat_dim: int | None = None
     pools: str | None = None
     proj_hidden_dim: int = 512
@@ -254,12 +256,20 @@ def config_from_run(data: dict[str, Any]) -> Config:
     """The config of a saved run (``config.json`` or a checkpoint's ``config``).
 
     Keys added after the run was written take the value that rebuilds that run rather than
-    today's default: a run without ``model.pools`` used a small CNN pooled after units 1 and 3.
+    today's default: a run without ``model.pools`` used a small CNN pooled after units 1 and 3,
+    and a null ``model.width`` / ``model.feat_dim`` meant width 32 and a last width of 32 × width.
     """
     cfg = config_from_dict(data)
     model = data.get("model") if isinstance(data, dict) else None
-    if isinstance(model, dict) and "pools" not in model and cfg.model.backbone == "small_cnn":
-        cfg.model.pools = "1,3"
+    if isinstance(model, dict) and cfg.model.backbone == "small_cnn":
+        if "pools" not in model:
+            cfg.model.pools = "1,3"
+        # runs store the resolved width and feat_dim; None is a run from before the method
+        # defaults, when the width was 32 and the last width 32 × width
+        if cfg.model.width is None:
+            cfg.model.width = 32
+        if cfg.model.feat_dim is None:
+            cfg.model.feat_dim = 32 * cfg.model.width
     return cfg
 
 

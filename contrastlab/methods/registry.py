@@ -17,10 +17,10 @@ from contrastlab.nn import ProjectionHead, build_backbone
 from contrastlab.temperature import POLICIES, Cosine, DySTreSS, Fixed, Learnable, TemperaturePolicy
 
 __all__ = [
-    "DEFAULT_POOLS",
     "DEFAULT_TEMPERATURE",
     "METHODS",
     "METHOD_LOSSES",
+    "SMALL_CNN_DEFAULTS",
     "build_method",
     "build_temperature",
     "infer_feat_dim",
@@ -30,12 +30,18 @@ __all__ = [
 #: name → method class, one readable file each.
 METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": SupCon, "byol": BYOL}
 
-#: the small CNN's pooled units per method where they differ from "1,3" (``model.pools``). With
-#: labels, pooling after units 1 and 2 (unit 3 then runs on the 3×3 map) lost nothing per epoch
-#: and runs 1.5× as many epochs: four-epoch SupCon runs (seed 0) gave 90.47 / 90.07 % linear /
-#: kNN against 90.40 / 90.09 with "1,3", and at equal compute (six epochs) 90.81 / 90.63. For
-#: SimCLR it cost 0.8 linear-probe points at equal compute (88.25 / 82.34 against 89.06 / 82.05).
-DEFAULT_POOLS: dict[str, str] = {"supcon": "1,2"}
+#: the small CNN's settings per method where they differ from the general defaults (``model``
+#: keys; otherwise pools "1,3", width 32 and a last width of 32 × width). With labels:
+#:
+#: * pooling after units 1 and 2 (unit 3 then runs on the 3×3 map) lost nothing per epoch and
+#:   runs 1.5× as many epochs: four-epoch SupCon runs (seed 0) gave 90.47 / 90.07 % linear / kNN
+#:   against 90.40 / 90.09 with "1,3", and at equal compute (six epochs) 90.81 / 90.63. For
+#:   SimCLR it cost 0.8 linear-probe points at equal compute (88.25 / 82.34 against 89.06 / 82.05);
+#: * widths 48-96-192-1024 instead of 32-64-128-1024 (a 1.6× step) gave 91.46 / 90.83 in four
+#:   epochs, against 90.81 / 90.63 (six epochs) and 91.53 / 91.27 (eight) at width 32.
+SMALL_CNN_DEFAULTS: dict[str, dict[str, str | int]] = {
+    "supcon": {"pools": "1,2", "width": 48, "feat_dim": 1024},
+}
 
 #: τ used when the config leaves it out (Fashion-MNIST-scale defaults; SPEC.md §1, §5, §6).
 DEFAULT_TEMPERATURE: dict[str, float] = {"simclr": 0.2, "moco": 0.2, "supcon": 0.1, "byol": 0.2}
@@ -101,17 +107,25 @@ def _pool_units(spec: str) -> tuple[bool, bool, bool]:
 
 
 def with_model_defaults(cfg: Config) -> Config:
-    """A copy of ``cfg`` with ``model.pools`` set to the layout the method uses when it is None
-    (for the small CNN), so that ``config.json`` and checkpoints name the architecture actually
-    built and stay valid if ``DEFAULT_POOLS`` changes."""
-    if cfg.model.pools is not None or cfg.model.backbone != "small_cnn":
+    """A copy of ``cfg`` whose small-CNN keys left at None (``model.pools``, ``width``,
+    ``feat_dim``) hold what the method builds (``SMALL_CNN_DEFAULTS``), so that ``config.json``
+    and checkpoints name the architecture actually built and stay valid if the defaults change.
+    A ``width`` set by the user takes the plain widths w-2w-4w-32w (unless ``feat_dim`` is set
+    too); only a None ``width`` takes the method's four widths. Other backbones are returned
+    unchanged."""
+    mc = cfg.model
+    if mc.backbone != "small_cnn":
         return cfg
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pools=_pools_of(cfg)))
-
-
-def _pools_of(cfg: Config) -> str:
-    """``model.pools``, or the method's default layout when it is None."""
-    return DEFAULT_POOLS.get(cfg.method.name, "1,3") if cfg.model.pools is None else cfg.model.pools
+    method_defaults = SMALL_CNN_DEFAULTS.get(cfg.method.name, {})
+    pools = mc.pools if mc.pools is not None else str(method_defaults.get("pools", "1,3"))
+    if mc.width is None:  # the method's widths, all four
+        width = int(method_defaults.get("width", 32))
+        last = int(method_defaults.get("feat_dim", 32 * width))
+    else:  # a width of the user's: w, 2w, 4w, 32w
+        width, last = mc.width, 32 * mc.width
+    feat_dim = mc.feat_dim if mc.feat_dim is not None else last
+    model = dataclasses.replace(mc, pools=pools, width=width, feat_dim=feat_dim)
+    return dataclasses.replace(cfg, model=model)
 
 
 @torch.no_grad()
@@ -173,13 +187,14 @@ def build_method(
     if backbone is not None:
         feat_dim = infer_feat_dim(backbone, (in_channels, *image_shape))
     else:
-        pools = _pool_units(_pools_of(cfg))
         try:
             kw: dict[str, object] = {}
             if mc.backbone == "small_cnn":
-                last = 32 * mc.width if mc.feat_dim is None else mc.feat_dim
-                kw["widths"] = (mc.width, 2 * mc.width, 4 * mc.width, last)
-                kw["pools"] = pools
+                small = with_model_defaults(cfg).model
+                assert small.width is not None and small.pools is not None
+                w = small.width
+                kw["widths"] = (w, 2 * w, 4 * w, small.feat_dim)
+                kw["pools"] = _pool_units(small.pools)
             elif mc.feat_dim is not None:
                 raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
             elif mc.pools is not None:

@@ -37,7 +37,7 @@ channels_last, ≈1.9k views per CPU-second vs ≈0.6k for plain conv-BN-ReLU-po
   7×7 and 0.66 M at 3×3, so a SimCLR model step (batch 256, two views) took 162 ms instead of
   264 ms, paired. In four-epoch runs (one seed) it cost SimCLR 1.1 linear-probe points per epoch
   and 0.8 at equal compute, and SupCon nothing per epoch, so SupCon uses it by default
-  (``contrastlab.methods.registry.DEFAULT_POOLS``).
+  (``contrastlab.methods.SMALL_CNN_DEFAULTS``, which also widens SupCon's CNN to 48-96-192-1024).
 
 About 0.23 M parameters and 5.9 M multiply-adds per 1×28×28 image (3.0 M pooling after units 1
 and 2).

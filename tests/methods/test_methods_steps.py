@@ -178,3 +178,35 @@ def test_one_directional_step_trains_and_freezes_the_right_parameters(name: str,
 def test_symmetric_false_is_refused_where_it_does_not_apply() -> None:
     with pytest.raises(ConfigError, match="method.symmetric"):
         build_method(_cfg("simclr", **{"method.symmetric": "false"}), in_channels=1)
+
+
+def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
+    """SupCon's default CNN is 48-96-192-1024 pooled after units 1 and 2, the others'
+    32-64-128-1024 pooled after units 1 and 3; a width the user sets gives w-2w-4w-32w; and a
+    config written before these defaults (feat_dim null) rebuilds a last width of 32 × width."""
+    from contrastlab.config import config_from_run, config_to_dict
+    from contrastlab.methods import with_model_defaults
+
+    def model(*sets: str):
+        return with_model_defaults(apply_overrides(Config(), list(sets))).model
+
+    sup = model("method.name=supcon")
+    assert (sup.width, sup.feat_dim, sup.pools) == (48, 1024, "1,2")
+    sim = model("method.name=simclr")
+    assert (sim.width, sim.feat_dim, sim.pools) == (32, 1024, "1,3")
+    built = build_method(apply_overrides(Config(), ["method.name=supcon"]), in_channels=1)
+    widths = [m.out_channels for m in built.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [48, 96, 192, 1024] and built.feat_dim == 1024
+    own = model("method.name=supcon", "model.width=8")
+    assert (own.width, own.feat_dim, own.pools) == (8, 256, "1,2")
+    both = model("method.name=supcon", "model.width=8", "model.feat_dim=64")
+    assert (both.width, both.feat_dim) == (8, 64)
+    resnet = model("method.name=supcon", "model.backbone=resnet18")
+    assert resnet.width is None and resnet.feat_dim is None and resnet.pools is None
+
+    legacy = config_to_dict(apply_overrides(Config(), ["method.name=supcon", "model.width=16"]))
+    legacy["model"]["pools"] = "1,2"
+    assert legacy["model"]["feat_dim"] is None  # as run directories stored it before
+    rebuilt = config_from_run(legacy).model
+    assert (rebuilt.width, rebuilt.feat_dim) == (16, 512)
+    assert with_model_defaults(config_from_run(legacy)).model.feat_dim == 512
