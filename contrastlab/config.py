@@ -40,7 +40,12 @@ class DataConfig:
     """Dataset and views. ``augment`` names a preset of ``contrastlab.data`` (None = the
     dataset's default); ``crop_min`` replaces the preset's smallest crop area (a fraction of
     the image in (0, 1]; None = the preset's); ``erase_p`` replaces the preset's Random Erasing
-    probability (in [0, 1]; None = the preset's); ``views`` is the number of views per image."""
+    probability (in [0, 1]; None = the preset's); ``views`` is the number of views per image;
+    ``view_size`` is the side in pixels of the training views, i.e. the random-resized-crop's
+    output (None = the preset's, ``contrastlab.data.PRESET_VIEW_SIZE``: 20 for "grayscale",
+    else the images' own size; a run's ``config.json`` stores the side used). Evaluation always
+    reads the full-size images, so a smaller ``view_size`` trains on cheaper views and tests at a
+    higher resolution (Touvron et al. 2019, "Fixing the train-test resolution discrepancy")."""
 
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -49,6 +54,7 @@ class DataConfig:
     crop_min: float | None = None
     erase_p: float | None = None
     views: int = 2
+    view_size: int | None = None
     batch_size: int = 256
     train_subset: int | None = None
 

@@ -37,10 +37,35 @@ KEYS = (
 )
 
 
+_HOST_PROBE = """
+import time, torch
+torch.set_num_threads(2)
+a = torch.randn(2048, 2048); b = torch.randn(2048, 2048)
+for _ in range(3): a @ b
+best = float("inf")
+for _ in range(5):
+    t0 = time.perf_counter(); [a @ b for _ in range(4)]; best = min(best, time.perf_counter() - t0)
+print(4 * 2 * 2048**3 / best / 1e9)
+"""
+
+
+def host_gflops(env: dict[str, str]) -> float:
+    """The host's fp32 matrix-product rate (GFLOP/s, 2 threads, best of 5) just before a run.
+
+    The machine is shared and its speed drifts by up to 2× between hours, so a wall-clock
+    budget buys a different number of epochs on different days; this figure, stored beside each
+    result, says how fast the host was."""
+    out = subprocess.run(
+        [sys.executable, "-c", _HOST_PROBE], check=True, env=env, capture_output=True, text=True
+    )
+    return float(out.stdout.strip())
+
+
 def run_one(
     method: str, seed: int, minutes: float, out: Path, extra: list[str]
 ) -> dict[str, object]:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
+    gflops = host_gflops(env)
     cmd = [
         sys.executable,
         "-m",
@@ -63,6 +88,7 @@ def run_one(
     subprocess.run(cmd, check=True, env=env)
     summary = json.loads((out / "summary.json").read_text())
     summary["wall_seconds"] = time.perf_counter() - t0
+    summary["host_gflops"] = gflops
     return summary
 
 
@@ -90,9 +116,9 @@ def print_table(results: dict[str, dict[str, object]]) -> None:
         parts = key.split("/")  # method/seedS/budget[/tag]
         by_method.setdefault(" ".join([parts[0], *parts[2:]]), []).append(summary)
     print(
-        "| method (budget) | seeds | linear top-1 | kNN top-1 | untrained lin / kNN | uniformity | tolerance | τ end | img/s | epochs |"
+        "| method (budget) | seeds | linear top-1 | kNN top-1 | untrained lin / kNN | uniformity | tolerance | τ end | img/s | epochs | host GFLOP/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in sorted(by_method.items()):
 
         def col(k: str, fmt: str = ".2f", runs: list[dict[str, object]] = runs) -> str:
@@ -106,7 +132,8 @@ def print_table(results: dict[str, dict[str, object]]) -> None:
             f"| {name} | {len(runs)} | {col('linear_top1')} | {col('knn_top1')} | "
             f"{col('untrained_linear_top1', '.1f')} / {col('untrained_knn_top1', '.1f')} | "
             f"{col('uniformity', '.2f')} | {col('tolerance', '.3f')} | {col('final_temperature', '.3f')} | "
-            f"{col('images_per_second', '.0f')} | {col('epochs_done', '.1f')} |"
+            f"{col('images_per_second', '.0f')} | {col('epochs_done', '.1f')} | "
+            f"{col('host_gflops', '.0f')} |"
         )
 
 
@@ -146,15 +173,14 @@ def throughput(args: argparse.Namespace) -> None:
     import torch
 
     from contrastlab.config import Config, apply_overrides
-    from contrastlab.data import augment_for, load_dataset
+    from contrastlab.data import load_dataset
     from contrastlab.engine.evaluate import evaluate_backbone
-    from contrastlab.engine.trainer import _build_optimizer
+    from contrastlab.engine.trainer import _build_optimizer, augment_of
     from contrastlab.methods import build_method
 
     torch.set_num_threads(args.threads)
     ds = load_dataset("fashion-mnist")
     test = load_dataset("fashion-mnist", "test")
-    aug = augment_for(ds, views=2, channels_last=True)
     arms = {"default": list(args.set)}
     if args.ab:
         arms[" ".join(args.ab)] = [*args.set, *args.ab]
@@ -163,16 +189,18 @@ def throughput(args: argparse.Namespace) -> None:
         cfg = apply_overrides(Config(), [f"data.batch_size={args.batch}", *sets])
         torch.manual_seed(0)
         method = build_method(cfg, 1).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        built[name] = (cfg, method, _build_optimizer(cfg, method), torch.Generator().manual_seed(0))
+        aug = augment_of(cfg, ds, method)  # the run's own views (preset, view_size, ...)
+        gen = torch.Generator().manual_seed(0)
+        built[name] = (cfg, method, _build_optimizer(cfg, method), aug, gen)
     block = 5
     totals = {
         name: dict.fromkeys(("augment", "forward", "backward", "update"), 0.0) for name in built
     }
-    for cfg, method, opt, gen in built.values():  # warm-up
+    for cfg, method, opt, aug, gen in built.values():  # warm-up
         _timed_steps(method, opt, aug, ds, cfg, gen, 3, args.batch)
     blocks = max(1, -(-args.steps // block))  # --steps rounded up to whole blocks
     for _ in range(blocks):
-        for name, (cfg, method, opt, gen) in built.items():
+        for name, (cfg, method, opt, aug, gen) in built.items():
             for k, v in _timed_steps(method, opt, aug, ds, cfg, gen, block, args.batch).items():
                 totals[name][k] += v
     n_steps = block * blocks
@@ -191,7 +219,7 @@ def throughput(args: argparse.Namespace) -> None:
         print(
             f"ratio [{name}] / [default]: {rates[name] / rates['default']:.2f}x images/s (paired)"
         )
-    for name, (cfg, method, _, _) in built.items():
+    for name, (cfg, method, _, _, _) in built.items():
         t0 = time.perf_counter()
         res = evaluate_backbone(method.backbone, ds, test, cfg, torch.device("cpu"))
         print(

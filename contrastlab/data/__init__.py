@@ -4,12 +4,13 @@
 >>> ds = load_dataset("fashion-mnist").to(device)
 >>> aug = augment_for(ds, views=2)              # the "grayscale" preset, ds.mean/std
 >>> for images, labels in ds.batches(512, generator=g):
-...     views = aug(images, generator=g)    # list of 2 float tensors (512, 1, 28, 28)
+...     views = aug(images, generator=g)    # list of 2 float tensors (512, 1, 20, 20)
 """
 
 from contrastlab.data.augment import (
     DEFAULT_PRESET,
     DEFAULT_PRESET_SUPERVISED,
+    PRESET_VIEW_SIZE,
     PRESETS,
     MultiViewAugment,
     ViewSpec,
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_PRESET",
     "DEFAULT_PRESET_SUPERVISED",
     "PRESETS",
+    "PRESET_VIEW_SIZE",
     "ChecksumError",
     "DownloadError",
     "ImageDataset",

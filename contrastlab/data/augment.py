@@ -130,6 +130,15 @@ PRESETS: dict[str, tuple[ViewSpec, ...]] = {
     ),
 }
 
+#: the side of the training views a preset makes when the caller passes no ``size`` (other
+#: presets keep the images' own size). "grayscale" resizes its crops (0.2-1 of a 28×28 garment)
+#: to 20×20: the encoder is then evaluated on full 28×28 images, at a higher resolution than it
+#: was trained on, which is where random-resized-crop training does best (Touvron et al. 2019,
+#: "Fixing the train-test resolution discrepancy"). Four-epoch SimCLR runs on Fashion-MNIST
+#: (seed 0) gave 89.30 / 81.70 % linear / kNN at 20×20 against 89.06 / 82.05 at 28×28, for a
+#: step 1.4× as fast (paired); at equal compute (six epochs) 89.31 / 82.71.
+PRESET_VIEW_SIZE: dict[str, int] = {"grayscale": 20}
+
 # The default preset of a dataset for methods that use labels, where it differs from
 # ``DEFAULT_PRESET``.
 DEFAULT_PRESET_SUPERVISED = {"fashion-mnist": "grayscale-supervised"}
@@ -339,6 +348,9 @@ def make_augment(
 ) -> MultiViewAugment:
     """A :class:`MultiViewAugment` from a named preset (see ``PRESETS``).
 
+    ``size`` is the views' (H', W') (an int means square); None takes the preset's view size
+    (``PRESET_VIEW_SIZE``: 20×20 for "grayscale"), or else the images' own size.
+
     ``crop_min`` replaces the lower bound of the preset's random-resized-crop area (e.g. 0.5
     for milder crops than the "grayscale" preset's 0.2); ``erase_p`` replaces every view's
     Random Erasing probability (:class:`ViewSpec`); None keeps the preset's.
@@ -358,6 +370,8 @@ def make_augment(
         if not 0.0 <= erase_p <= 1.0:
             raise ValueError(f"erase_p must be in [0, 1], got {erase_p}")
         specs = tuple(replace(s, erase_p=erase_p) for s in specs)
+    if size is None:
+        size = PRESET_VIEW_SIZE.get(preset)
     return MultiViewAugment(specs, mean, std, views=views, size=size, channels_last=channels_last)
 
 
@@ -375,7 +389,7 @@ def augment_for(
     """The augmentation for a dataset: its mean/std and its default preset
     (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...; with
     ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min`` and ``erase_p`` as in
-    :func:`make_augment`."""
+    :func:`make_augment`, and ``size`` (None: the preset's view size, else the images')."""
     chosen = preset or (
         (DEFAULT_PRESET_SUPERVISED.get(dataset.name) if supervised else None)
         or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")

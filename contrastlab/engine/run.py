@@ -98,8 +98,12 @@ def evaluate_saved_run(
             f"{path} was trained with a user-supplied backbone ({path / CUSTOM_BACKBONE}); "
             "re-evaluate it from Python: evaluate_saved_run(run_dir, backbone=<the same module>)"
         )
-    cfg = apply_overrides(config_from_run(json.loads(cfg_file.read_text())), list(overrides))
+    stored = json.loads(cfg_file.read_text())
+    cfg = apply_overrides(config_from_run(stored), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
+    if cfg.data.view_size is None and "view_size" not in (stored.get("data") or {}):
+        # a run from before data.view_size made its views at the images' own size
+        cfg.data.view_size = int(train_set.images.shape[-1])
     method = placed(method_for(cfg, train_set, backbone), cfg, device)
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])

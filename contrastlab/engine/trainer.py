@@ -9,6 +9,7 @@ epoch and on Ctrl-C; ``resume=True`` continues exactly where it stopped, down to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from contrastlab.config import Config, config_from_run, config_to_dict
+from contrastlab.config import Config, ConfigError, config_from_run, config_to_dict
 from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, load_dataset
 from contrastlab.engine.checkpoint import (
     capture_rng_state,
@@ -228,6 +229,9 @@ def train(
         )
     method = placed(method, cfg, device)
     augment = augment_of(cfg, train_set, method)
+    if cfg.data.view_size is None and augment.size is not None and len(set(augment.size)) == 1:
+        # config.json names the views' side actually used (the preset's), not "default"
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, view_size=augment.size[0]))
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
     state = RunState()
@@ -315,11 +319,15 @@ def placed(method: Method, cfg: Config, device: torch.device) -> Method:
 
 def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:
     """The training views of ``cfg.data`` for ``dataset``: the configured preset, or the
-    dataset's default (its supervised one for methods that need labels)."""
+    dataset's default (its supervised one for methods that need labels), at
+    ``cfg.data.view_size`` (None: the images' size)."""
+    if cfg.data.view_size is not None and cfg.data.view_size < 1:
+        raise ConfigError(f"data.view_size must be a positive side in pixels, got {cfg.data.view_size}")
     return augment_for(
         dataset,
         cfg.data.augment,
         views=cfg.data.views,
+        size=cfg.data.view_size,
         channels_last=cfg.train.channels_last,
         crop_min=cfg.data.crop_min,
         erase_p=cfg.data.erase_p,

@@ -10,7 +10,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from contrastlab.data import PRESETS, MultiViewAugment, ViewSpec, augment_view, make_augment
+from contrastlab.data import (
+    PRESET_VIEW_SIZE,
+    PRESETS,
+    MultiViewAugment,
+    ViewSpec,
+    augment_view,
+    make_augment,
+)
 from contrastlab.data import augment_ops as ops
 
 RGB_MEAN, RGB_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -30,8 +37,9 @@ def test_presets_shapes_dtypes_and_distinct_views(preset: str) -> None:
     x = _batch(8, channels, side)
     views = aug(x, seed=0)
     assert len(views) == 3
+    out = PRESET_VIEW_SIZE.get(preset, side)
     for view in views:
-        assert view.shape == (8, channels, side, side) and view.dtype == torch.float32
+        assert view.shape == (8, channels, out, out) and view.dtype == torch.float32
         assert torch.isfinite(view).all()
     for i in range(3):
         for j in range(i + 1, 3):
@@ -302,3 +310,16 @@ def test_erase_probability_spec_and_override() -> None:
         ViewSpec(erase_scale=(0.5, 0.2))
     with pytest.raises(ValueError, match="erase_ratio"):
         ViewSpec(erase_ratio=(0.0, 2.0))
+
+
+def test_preset_view_size_default_and_override() -> None:
+    """The "grayscale" preset makes 20×20 views of 28×28 images unless a size is passed;
+    presets without a view size keep the images' size."""
+    assert PRESET_VIEW_SIZE == {"grayscale": 20}
+    x = _batch(6, 1, 28)
+    small = make_augment("grayscale", (0.5,), (0.25,))(x, seed=0)
+    assert all(v.shape == (6, 1, 20, 20) for v in small)
+    full = make_augment("grayscale", (0.5,), (0.25,), size=28)(x, seed=0)
+    assert all(v.shape == (6, 1, 28, 28) for v in full)
+    kept = make_augment("grayscale-supervised", (0.5,), (0.25,))(x, seed=0)
+    assert all(v.shape == (6, 1, 28, 28) for v in kept)

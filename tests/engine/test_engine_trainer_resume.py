@@ -185,3 +185,52 @@ def test_stored_config_names_the_layout_and_old_runs_rebuild_theirs(tmp_path: Pa
     again = evaluate_saved_run(old)  # with SupCon's new default (1,2) the features would differ
     assert again["knn_top1"] == trained["knn_top1"]
     assert again["linear_top1"] == trained["linear_top1"]
+
+
+def test_view_size_trains_on_smaller_views_and_evaluates_full_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.view_size`` sets the training views' side; the encoder is still evaluated on the
+    28×28 test images (diagnostics, kNN monitor); a non-positive side names the key."""
+    from contrastlab.config import ConfigError
+    from contrastlab.methods.simclr import SimCLR
+
+    seen: list[tuple[int, ...]] = []
+    original = SimCLR.training_step
+
+    def spy(self: SimCLR, views: list[torch.Tensor], *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.extend(tuple(v.shape) for v in views)
+        return original(self, views, *args, **kwargs)
+
+    monkeypatch.setattr(SimCLR, "training_step", spy)
+    cfg = _cfg(tmp_path / "v", "simclr", "train.epochs=1", "data.view_size=20", "eval.knn_k=20")
+    result = train(cfg)
+    assert seen and all(shape == (128, 1, 20, 20) for shape in seen)
+    record = json.loads((tmp_path / "v" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0.0 < record["knn_monitor_top1"] <= 100.0 and record["effective_rank"] > 0
+    features = result.method.backbone(result.test_set.images[:4].float())
+    assert features.shape == (4, result.method.feat_dim)
+
+    with pytest.raises(ConfigError, match="data.view_size"):
+        train(_cfg(tmp_path / "bad", "simclr", "data.view_size=0"))
+
+
+def test_default_view_size_is_stored_and_old_runs_keep_full_size_views(tmp_path: Path) -> None:
+    """A SimCLR run on Fashion-MNIST stores the preset's 20×20 views in config.json; a run
+    directory written before ``data.view_size`` existed (no key) is re-evaluated with the
+    full-size views it was trained with, so its augmentation-based diagnostics reproduce."""
+    from contrastlab.engine.run import evaluate_saved_run
+
+    train(_cfg(tmp_path / "d", "simclr", "train.epochs=1", "train.knn_monitor=false"))
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["data"]["view_size"] == 20
+
+    old = tmp_path / "old"
+    extra = ("train.epochs=1", "eval.linear_epochs=1", "eval.knn_k=20", "eval.untrained_baseline=false")
+    trained = run(_cfg(old, "simclr", *extra, "data.view_size=28"))
+    on_disk = json.loads((old / "config.json").read_text())
+    assert on_disk["data"]["view_size"] == 28
+    del on_disk["data"]["view_size"]
+    (old / "config.json").write_text(json.dumps(on_disk))
+    again = evaluate_saved_run(old)  # at the preset's 20×20 the alignment would differ
+    assert again["alignment"] == trained["alignment"]
+    assert again["knn_top1"] == trained["knn_top1"]
