@@ -44,7 +44,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--download", action="store_true", help="download the dataset if it is missing")
     p.add_argument(
-        "--epochs", type=int, help=f"epochs; the schedule's length (default {d.train.epochs})"
+        "--epochs",
+        type=int,
+        help="epochs, the schedule's length (default 20; with --max-time, as many as fit)",
     )
     p.add_argument(
         "--max-time",
@@ -157,7 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "demo":
                 defaults = [
                     f"train.max_time={DEMO_MINUTES}",
-                    "train.epochs=15",
                     "method.name=simclr",
                 ]
                 args.set = defaults + list(args.set)

@@ -28,6 +28,7 @@ __all__ = [
     "config_from_run",
     "config_to_dict",
     "load_config",
+    "planned_epochs",
 ]
 
 
@@ -87,7 +88,10 @@ class LossConfig:
     ``name``: nt_xent, hard_nt_xent, simple, hard_simple, align_uniform (SimCLR-style methods),
     supcon (SupCon), moco (MoCo), byol (BYOL), or "auto" (the method's own loss).
     ``policy``: fixed, cosine, learnable, dystress. ``temperature`` is τ for fixed, the initial
-    τ for learnable; cosine and dystress use ``tau_min``/``tau_max``."""
+    τ for learnable; cosine and dystress use ``tau_min``/``tau_max``. ``cosine_period`` is the
+    cosine schedule's T in optimiser steps (the trainer passes the global step); None = the
+    run's length, so that τ falls from ``tau_max`` to ``tau_min`` over training (a run on a
+    wall-clock budget without ``train.epochs`` must set it)."""
 
     name: str = "auto"
     policy: str = "fixed"
@@ -133,8 +137,11 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The training loop. ``max_time`` is a wall-clock budget in minutes; the epoch count then
-    only sets the schedule's length (the run stops at the end of the step that crosses it).
+    """The training loop. ``epochs``: how many epochs, which is also the learning-rate schedule's
+    length; None (default) means 20 without ``max_time``, and with it as many as the budget
+    allows (the schedule then follows the clock). ``max_time`` is a wall-clock budget in
+    minutes: the run stops at the end of the step that crosses it, or after ``epochs`` if those
+    are given and end first; the schedule follows whichever is further along.
     ``amp``: bf16 autocast; None (default) = only where the hardware runs bf16 natively (emulated
     bf16 on AVX2-only CPUs is several times slower than fp32). ``knn_monitor``: after every
     epoch, the weighted kNN top-1 of the backbone on fixed subsets (5,000 train images as the
@@ -142,7 +149,7 @@ class TrainConfig:
     ``diagnostics_every`` (epochs; 0 = off) and ``diagnostics_samples``: the representation
     diagnostics on a fixed subset of the test split."""
 
-    epochs: int = 20
+    epochs: int | None = None
     max_time: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -318,3 +325,15 @@ def load_config(path: str | Path) -> Config:
     with p.open() as fh:
         data = yaml.safe_load(fh) or {}
     return config_from_dict(data)
+
+
+#: epochs of a run that sets neither ``train.epochs`` nor ``train.max_time``.
+DEFAULT_EPOCHS = 20
+
+
+def planned_epochs(cfg: Config) -> int | None:
+    """The run's epoch count: ``train.epochs``, else 20, or None (no epoch limit) when a
+    wall-clock budget (``train.max_time``) is set."""
+    if cfg.train.epochs is not None:
+        return cfg.train.epochs
+    return None if cfg.train.max_time is not None else DEFAULT_EPOCHS

@@ -119,7 +119,9 @@ def bench(
     batches: int,
     repeats: int,
 ) -> dict[str, object]:
-    aug = make_augment(preset, mean, std, views=2)
+    # full-size views, like the per-sample pipeline below (the "grayscale" preset would
+    # otherwise make 20x20 ones)
+    aug = make_augment(preset, mean, std, views=2, size=int(images.shape[-1]))
     n = images.shape[0]
     generator = torch.Generator().manual_seed(0)
 

@@ -24,7 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from contrastlab.config import Config, ConfigError, config_from_run, config_to_dict
+from contrastlab.config import (
+    Config,
+    ConfigError,
+    config_from_run,
+    config_to_dict,
+    planned_epochs,
+)
 from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, load_dataset
 from contrastlab.engine.checkpoint import (
     capture_rng_state,
@@ -284,9 +290,10 @@ def train(
         )
 
     loop = _Loop(cfg, method, optimizer, augment, aug_gen, train_set, state)
+    epochs = planned_epochs(cfg)
     try:
         with _deferred_interrupt() as stop:
-            while state.epoch < cfg.train.epochs and not state.done:
+            while (epochs is None or state.epoch < epochs) and not state.done:
                 record = loop.run_epoch(stop)
                 if diagnostics is not None and (
                     state.epoch % cfg.train.diagnostics_every == 0 or state.done or stop.requested
@@ -294,7 +301,7 @@ def train(
                     record.update(diagnostics(method, state.global_step))
                 if monitor is not None:
                     record["knn_monitor_top1"] = monitor(method.backbone)
-                if state.epoch >= cfg.train.epochs:
+                if epochs is not None and state.epoch >= epochs:
                     state.done = True
                 logger.log(record, step=state.global_step)
                 if stop.requested:
@@ -339,7 +346,10 @@ def method_for(cfg: Config, dataset: ImageDataset, backbone: torch.nn.Module | N
     """``build_method`` for images shaped like ``dataset``'s (channels, and (H, W) to measure a
     user backbone's feature width)."""
     _, c, h, w = dataset.images.shape
-    return build_method(cfg, in_channels=c, backbone=backbone, image_shape=(h, w))
+    steps = max(1, len(dataset) // cfg.data.batch_size)
+    return build_method(
+        cfg, in_channels=c, backbone=backbone, image_shape=(h, w), steps_per_epoch=steps
+    )
 
 
 #: written into a run directory trained with a user-supplied backbone (its repr).
@@ -390,14 +400,16 @@ class _Loop:
         self.cfg, self.method, self.optimizer = cfg, method, optimizer
         self.augment, self.aug_gen, self.train_set, self.state = augment, aug_gen, train_set, state
         self.steps_per_epoch = len(train_set) // cfg.data.batch_size
-        self.total_steps = max(1, cfg.train.epochs * self.steps_per_epoch)
+        self.epochs = planned_epochs(cfg)
+        # None: no epoch limit, the schedule follows the wall-clock budget alone
+        self.total_steps = None if self.epochs is None else max(1, self.epochs * self.steps_per_epoch)
         self.warmup = int(cfg.optim.warmup_epochs * self.steps_per_epoch)
         self.budget = None if cfg.train.max_time is None else cfg.train.max_time * 60.0
         self.device = train_set.images.device
 
     def progress(self) -> float:
         """Fraction of training done: by steps, or by the wall-clock budget if that is ahead."""
-        p = self.state.global_step / self.total_steps
+        p = 0.0 if self.total_steps is None else self.state.global_step / self.total_steps
         if self.budget is not None:
             p = max(p, self.state.train_seconds / self.budget)
         return min(p, 1.0)
@@ -405,6 +417,7 @@ class _Loop:
     def lr_factor(self) -> float:
         step, final = self.state.global_step, self.cfg.optim.final_lr_frac
         if self.budget is None:
+            assert self.total_steps is not None  # planned_epochs gives a count without a budget
             return warmup_cosine(step, self.total_steps, self.warmup, 1.0, final)
         return _time_lr(self.progress(), step, self.warmup, final)
 
@@ -435,9 +448,8 @@ class _Loop:
         self.method.train()
         losses: list[float] = []
         lr, epoch_start, epoch_images = 0.0, time.perf_counter(), 0
-        bar = progress_bar(
-            self.steps_per_epoch, f"epoch {st.epoch + 1}/{cfg.train.epochs}", quiet=cfg.train.quiet
-        )
+        of = "" if self.epochs is None else f"/{self.epochs}"
+        bar = progress_bar(self.steps_per_epoch, f"epoch {st.epoch + 1}{of}", quiet=cfg.train.quiet)
         bar.update(st.step_in_epoch)
         while st.step_in_epoch < self.steps_per_epoch and not stop.requested:
             t0 = time.perf_counter()

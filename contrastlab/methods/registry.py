@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from contrastlab.config import Config, ConfigError
+from contrastlab.config import Config, ConfigError, planned_epochs
 from contrastlab.methods.base import Method
 from contrastlab.methods.byol import BYOL
 from contrastlab.methods.moco import MoCo
@@ -55,8 +55,17 @@ METHOD_LOSSES: dict[str, tuple[str, ...]] = {
 }
 
 
-def build_temperature(cfg: Config) -> TemperaturePolicy:
-    """The temperature policy that ``cfg.loss`` describes (``policy`` and its τ values)."""
+def build_temperature(cfg: Config, steps_per_epoch: int | None = None) -> TemperaturePolicy:
+    """The temperature policy that ``cfg.loss`` describes (``policy`` and its τ values).
+
+    The cosine schedule's period is ``loss.cosine_period`` (optimiser steps), else the run's
+    length: its epochs × ``steps_per_epoch`` (the trainer's unit, the global step), or its
+    epochs alone when ``steps_per_epoch`` is None (a caller that counts epochs).
+
+    Raises:
+        ConfigError: an unknown policy, or a cosine policy without a period on a run whose
+            length is a wall-clock budget.
+    """
     lc = cfg.loss
     tau = (
         lc.temperature
@@ -70,7 +79,15 @@ def build_temperature(cfg: Config) -> TemperaturePolicy:
     if lc.policy == "learnable":
         return Learnable(init=tau, min=lc.tau_min if lc.tau_min is not None else 0.01)
     if lc.policy == "cosine":
-        period = lc.cosine_period if lc.cosine_period is not None else float(cfg.train.epochs)
+        period = lc.cosine_period
+        if period is None:
+            epochs = planned_epochs(cfg)
+            if epochs is None:
+                raise ConfigError(
+                    "loss.policy=cosine on a wall-clock budget needs loss.cosine_period "
+                    "(optimiser steps) or train.epochs"
+                )
+            period = float(epochs * (steps_per_epoch or 1))
         return Cosine(
             lc.tau_min if lc.tau_min is not None else 0.1,
             lc.tau_max if lc.tau_max is not None else 1.0,
@@ -162,6 +179,7 @@ def build_method(
     *,
     backbone: nn.Module | None = None,
     image_shape: tuple[int, int] = (28, 28),
+    steps_per_epoch: int | None = None,
 ) -> Method:
     """Build the method named by ``cfg.method.name`` with its encoder, heads and temperature.
 
@@ -172,6 +190,8 @@ def build_method(
             features; ``cfg.model.backbone`` is then ignored. F is read from a ``feat_dim``
             attribute or measured with one forward of two zero images of ``image_shape``.
         image_shape: (H, W), only used to measure F of a user backbone.
+        steps_per_epoch: optimiser steps per epoch, the unit of a cosine τ schedule's default
+            period (see :func:`build_temperature`).
 
     Raises:
         ConfigError: unknown method/backbone/policy, or a loss that does not fit the method.
@@ -209,7 +229,7 @@ def build_method(
     def head() -> ProjectionHead:
         return ProjectionHead(feat_dim, mc.proj_hidden_dim, mc.proj_dim)
 
-    tau = build_temperature(cfg)
+    tau = build_temperature(cfg, steps_per_epoch)
     lc = cfg.loss
     if name == "simclr":
         options: dict[str, object] = {}

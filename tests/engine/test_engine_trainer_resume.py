@@ -234,3 +234,32 @@ def test_default_view_size_is_stored_and_old_runs_keep_full_size_views(tmp_path:
     again = evaluate_saved_run(old)  # at the preset's 20×20 the alignment would differ
     assert again["alignment"] == trained["alignment"]
     assert again["knn_top1"] == trained["knn_top1"]
+
+
+def test_time_budget_without_epochs_trains_until_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``train.max_time`` and no ``train.epochs`` the run is not capped by the default
+    epoch count: it trains until the budget, and the learning rate ends near its floor."""
+    from contrastlab import config as config_mod
+
+    monkeypatch.setattr(config_mod, "DEFAULT_EPOCHS", 1)  # a cap, if one were applied
+    cfg = _cfg(
+        tmp_path / "t",
+        "simclr",
+        "train.epochs=null",
+        "train.max_time=0.04",
+        "data.train_subset=256",
+        "train.diagnostics_every=0",
+        "train.knn_monitor=false",
+    )
+    assert cfg.train.epochs is None
+    result = train(cfg)
+    assert result.state.done and result.state.epoch >= 3
+    assert result.state.train_seconds >= 0.04 * 60
+    last = json.loads((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["lr"] < 0.1 * cfg.optim.lr
+    # without a budget, the default count applies
+    capped = train(_cfg(tmp_path / "c", "simclr", "train.epochs=null", "data.train_subset=256",
+                        "train.diagnostics_every=0", "train.knn_monitor=false"))
+    assert capped.state.epoch == 1

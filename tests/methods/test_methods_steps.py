@@ -210,3 +210,22 @@ def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
     rebuilt = config_from_run(legacy).model
     assert (rebuilt.width, rebuilt.feat_dim) == (16, 512)
     assert with_model_defaults(config_from_run(legacy)).model.feat_dim == 512
+
+
+def test_cosine_temperature_period_is_the_runs_length_in_steps() -> None:
+    """The trainer passes optimiser steps, so the cosine schedule's default period is the run's
+    epochs × steps per epoch (τ_max at step 0, τ_min at the end); on a wall-clock budget
+    without epochs the period must be given."""
+    from contrastlab.methods import build_temperature
+
+    cfg = _cfg("simclr", **{"loss.policy": "cosine", "train.epochs": "4"})
+    tau = build_temperature(cfg, steps_per_epoch=100)
+    assert tau.value(0) == pytest.approx(1.0) and tau.value(400) == pytest.approx(0.1)
+    assert tau.value(200) == pytest.approx(0.55)
+    assert build_temperature(cfg).value(4) == pytest.approx(0.1)  # a caller counting epochs
+    timed = _cfg("simclr", **{"loss.policy": "cosine", "train.max_time": "5"})
+    with pytest.raises(ConfigError, match="loss.cosine_period"):
+        build_temperature(timed, steps_per_epoch=100)
+    given = _cfg("simclr", **{"loss.policy": "cosine", "train.max_time": "5",
+                              "loss.cosine_period": "50"})
+    assert build_temperature(given, steps_per_epoch=100).value(50) == pytest.approx(0.1)
