@@ -41,6 +41,8 @@ class RunLogger:
         rank: process rank; only rank 0 writes.
         quiet: no console output.
         tensorboard: also write TensorBoard scalars (skipped silently if tensorboard is missing).
+        fresh: a new run in this directory: start ``metrics.jsonl`` and the TensorBoard events
+            anew instead of appending to an earlier run's (a resumed run appends).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class RunLogger:
         rank: int = 0,
         quiet: bool = False,
         tensorboard: bool = True,
+        fresh: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = rank == 0
@@ -58,7 +61,10 @@ class RunLogger:
         if not self.enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._file = open(self.run_dir / "metrics.jsonl", "w" if fresh else "a", encoding="utf-8")
+        if fresh:
+            for old in (self.run_dir / "tb").glob("events.out.tfevents.*"):
+                old.unlink()
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

@@ -263,3 +263,14 @@ def test_time_budget_without_epochs_trains_until_the_budget(
     capped = train(_cfg(tmp_path / "c", "simclr", "train.epochs=null", "data.train_subset=256",
                         "train.diagnostics_every=0", "train.knn_monitor=false"))
     assert capped.state.epoch == 1
+
+
+def test_a_new_run_in_an_old_directory_starts_its_logs_anew(tmp_path: Path) -> None:
+    """A fresh run in a directory that holds an earlier run's logs rewrites ``metrics.jsonl``
+    and the TensorBoard events rather than appending to them."""
+    extra = ("train.epochs=1", "train.knn_monitor=false", "train.diagnostics_every=0")
+    train(_cfg(tmp_path / "r", "simclr", *extra))
+    train(_cfg(tmp_path / "r", "simclr", *extra))
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1]
+    assert len(list((tmp_path / "r" / "tb").glob("events.out.tfevents.*"))) == 1
