@@ -327,7 +327,7 @@ def placed(method: Method, cfg: Config, device: torch.device) -> Method:
 def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:
     """The training views of ``cfg.data`` for ``dataset``: the configured preset, or the
     dataset's default (its supervised one for methods that need labels), at
-    ``cfg.data.view_size`` (None: the images' size)."""
+    ``cfg.data.view_size`` (None: the preset's view size, else the images' size)."""
     if cfg.data.view_size is not None and cfg.data.view_size < 1:
         raise ConfigError(f"data.view_size must be a positive side in pixels, got {cfg.data.view_size}")
     return augment_for(
