@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -89,7 +90,21 @@ def run_one(
     summary = json.loads((out / "summary.json").read_text())
     summary["wall_seconds"] = time.perf_counter() - t0
     summary["host_gflops"] = gflops
+    summary["cpu"] = cpu_model()
     return summary
+
+
+def cpu_model() -> str:
+    """The CPU's model name and whether it has native bf16 (AVX512-BF16 or AMX): the shared
+    host is not always the same machine, and bf16 autocast is on by default where it is native."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    return f"{name} ({'native bf16' if native else 'no native bf16'})"
 
 
 def accuracy(args: argparse.Namespace) -> None:
@@ -116,9 +131,9 @@ def print_table(results: dict[str, dict[str, object]]) -> None:
         parts = key.split("/")  # method/seedS/budget[/tag]
         by_method.setdefault(" ".join([parts[0], *parts[2:]]), []).append(summary)
     print(
-        "| method (budget) | seeds | linear top-1 | kNN top-1 | untrained lin / kNN | uniformity | tolerance | τ end | img/s | epochs | host GFLOP/s |"
+        "| method (budget) | seeds | linear top-1 | kNN top-1 | untrained lin / kNN | uniformity | tolerance | τ end | img/s | epochs | host GFLOP/s | bf16 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in sorted(by_method.items()):
 
         def col(k: str, fmt: str = ".2f", runs: list[dict[str, object]] = runs) -> str:
@@ -133,8 +148,14 @@ def print_table(results: dict[str, dict[str, object]]) -> None:
             f"{col('untrained_linear_top1', '.1f')} / {col('untrained_knn_top1', '.1f')} | "
             f"{col('uniformity', '.2f')} | {col('tolerance', '.3f')} | {col('final_temperature', '.3f')} | "
             f"{col('images_per_second', '.0f')} | {col('epochs_done', '.1f')} | "
-            f"{col('host_gflops', '.0f')} |"
+            f"{col('host_gflops', '.0f')} | {_bf16(runs)} |"
         )
+
+
+def _bf16(runs: list[dict[str, object]]) -> str:
+    """Whether the runs trained under bf16 autocast ("?" for runs from before it was recorded)."""
+    seen = {r.get("bf16_autocast") for r in runs}
+    return "/".join(sorted({True: "yes", False: "no", None: "?"}[v] for v in seen))  # type: ignore[index]
 
 
 def _timed_steps(method, opt, aug, ds, cfg, gen, n_steps: int, batch: int) -> dict[str, float]:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from contrastlab.engine.trainer import (
     prepare_run,
     train,
 )
+from contrastlab.eval import bf16_is_fast
 
 __all__ = ["evaluate_saved_run", "format_report", "run"]
 
@@ -46,6 +47,8 @@ def run(
         "train_seconds": st.train_seconds,
         "images_per_second": st.images_seen / max(st.train_seconds, 1e-9),
         "run_dir": str(result.run_dir),
+        # what the training steps ran in: train.amp, or when None whether bf16 is native here
+        "bf16_autocast": bf16_is_fast(result.device) if cfg.train.amp is None else cfg.train.amp,
     }
     return evaluate_run(
         cfg,

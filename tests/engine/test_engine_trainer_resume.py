@@ -15,6 +15,7 @@ from contrastlab.config import Config, apply_overrides
 from contrastlab.engine import trainer as trainer_mod
 from contrastlab.engine.run import run
 from contrastlab.engine.trainer import train
+from contrastlab.eval import bf16_is_fast
 from contrastlab.methods import Method
 
 
@@ -110,6 +111,8 @@ def test_run_writes_summary_and_logs(tmp_path: Path) -> None:
     ):
         assert key in on_disk, key
     assert on_disk["final_temperature"] == pytest.approx(0.1)
+    # train.amp=None: bf16 exactly where it is native, and the summary says which
+    assert on_disk["bf16_autocast"] is bf16_is_fast("cpu")
     assert 10.0 < summary["linear_top1"] <= 100.0
     lines = (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()
     rec = json.loads(lines[-1])
