@@ -41,7 +41,9 @@ class DataConfig:
     """Dataset and views. ``augment`` names a preset of ``contrastlab.data`` (None = the
     dataset's default); ``crop_min`` replaces the preset's smallest crop area (a fraction of
     the image in (0, 1]; None = the preset's); ``erase_p`` replaces the preset's Random Erasing
-    probability (in [0, 1]; None = the preset's); ``views`` is the number of views per image;
+    probability (in [0, 1]; None = the preset's); ``translate`` replaces the preset's random
+    shift of the crop, a fraction of the side in [0, 0.5] (black outside the image, as in the
+    zero-padded random crop; None = the preset's); ``views`` is the number of views per image;
     ``view_size`` is the side in pixels of the training views, i.e. the random-resized-crop's
     output (None = the preset's, ``contrastlab.data.PRESET_VIEW_SIZE``: 20 for "grayscale",
     else the images' own size; a run's ``config.json`` stores the side used). Evaluation always
@@ -54,6 +56,7 @@ class DataConfig:
     augment: str | None = None
     crop_min: float | None = None
     erase_p: float | None = None
+    translate: float | None = None
     views: int = 2
     view_size: int | None = None
     batch_size: int = 256

@@ -49,6 +49,10 @@ class ViewSpec:
             of ``erase_scale`` of the image's area and aspect in ``erase_ratio`` (log-uniform)
             is replaced by ``erase_value``, or by uniform noise in [0, 1] when None (the
             paper's best variant).
+        translate: shift of the crop box, per axis and sample uniform in
+            [-translate, translate] times the image's side, rounded to whole pixels (0 = none).
+            Outside the image the shifted box sees black, as in the zero-padded random crop
+            of supervised CIFAR and Fashion-MNIST training.
     """
 
     scale: tuple[float, float] = (0.08, 1.0)
@@ -68,6 +72,7 @@ class ViewSpec:
     erase_scale: tuple[float, float] = (0.02, 0.33)
     erase_ratio: tuple[float, float] = (0.3, 3.3)
     erase_value: float | None = None
+    translate: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
@@ -81,6 +86,8 @@ class ViewSpec:
         for name in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p", "erase_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.translate <= 0.5:
+            raise ValueError(f"translate must be in [0, 0.5], got {self.translate}")
         if not 0.0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
         if min(self.brightness, self.contrast, self.saturation) < 0:
@@ -187,9 +194,13 @@ def augment_view(
     """
     b, c, height, width = images.shape
     boxes = ops.sample_crop_boxes(b, height, width, spec.scale, spec.ratio, generator)
+    if spec.translate > 0:  # drawn only when asked, so other specs keep their random stream
+        limit = torch.tensor([height, width], dtype=boxes.dtype) * spec.translate
+        shift = ((torch.rand(b, 2, generator=generator) * 2.0 - 1.0) * limit).round()
+        boxes = torch.cat([boxes[:, :2] + shift, boxes[:, 2:]], dim=1)
     flip = torch.rand(b, generator=generator) < spec.flip_p
     out = ops.resized_crop(
-        images, boxes, flip, size
+        images, boxes, flip, size, padding="zeros" if spec.translate > 0 else "border"
     )  # a new tensor: the ops below may work in place
 
     strengths = (spec.brightness, spec.contrast, spec.saturation, spec.hue)
@@ -345,6 +356,7 @@ def make_augment(
     channels_last: bool = False,
     crop_min: float | None = None,
     erase_p: float | None = None,
+    translate: float | None = None,
 ) -> MultiViewAugment:
     """A :class:`MultiViewAugment` from a named preset (see ``PRESETS``).
 
@@ -353,11 +365,12 @@ def make_augment(
 
     ``crop_min`` replaces the lower bound of the preset's random-resized-crop area (e.g. 0.5
     for milder crops than the "grayscale" preset's 0.2); ``erase_p`` replaces every view's
-    Random Erasing probability (:class:`ViewSpec`); None keeps the preset's.
+    Random Erasing probability and ``translate`` every view's shift (:class:`ViewSpec`);
+    None keeps the preset's.
 
     Raises:
-        ValueError: unknown preset (listing the known ones), ``crop_min`` outside (0, 1] or
-            ``erase_p`` outside [0, 1].
+        ValueError: unknown preset (listing the known ones), ``crop_min`` outside (0, 1],
+            ``erase_p`` outside [0, 1] or ``translate`` outside [0, 0.5].
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
@@ -370,6 +383,10 @@ def make_augment(
         if not 0.0 <= erase_p <= 1.0:
             raise ValueError(f"erase_p must be in [0, 1], got {erase_p}")
         specs = tuple(replace(s, erase_p=erase_p) for s in specs)
+    if translate is not None:
+        if not 0.0 <= translate <= 0.5:
+            raise ValueError(f"translate must be in [0, 0.5], got {translate}")
+        specs = tuple(replace(s, translate=translate) for s in specs)
     if size is None:
         size = PRESET_VIEW_SIZE.get(preset)
     return MultiViewAugment(specs, mean, std, views=views, size=size, channels_last=channels_last)
@@ -384,11 +401,13 @@ def augment_for(
     channels_last: bool = False,
     crop_min: float | None = None,
     erase_p: float | None = None,
+    translate: float | None = None,
     supervised: bool = False,
 ) -> MultiViewAugment:
     """The augmentation for a dataset: its mean/std and its default preset
     (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...; with
-    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min`` and ``erase_p`` as in
+    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min``, ``erase_p`` and
+    ``translate`` as in
     :func:`make_augment`, and ``size`` (None: the preset's view size, else the images')."""
     chosen = preset or (
         (DEFAULT_PRESET_SUPERVISED.get(dataset.name) if supervised else None)
@@ -403,4 +422,5 @@ def augment_for(
         channels_last=channels_last,
         crop_min=crop_min,
         erase_p=erase_p,
+        translate=translate,
     )

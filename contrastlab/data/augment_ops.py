@@ -127,7 +127,11 @@ def erase(images: torch.Tensor, boxes: torch.Tensor, fill: torch.Tensor | float)
 
 
 def resized_crop(
-    images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size: tuple[int, int]
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    flip: torch.Tensor,
+    size: tuple[int, int],
+    padding: str = "border",
 ) -> torch.Tensor:
     """Crop each image to its box, optionally mirror it, and resize to ``size``, bilinearly.
 
@@ -139,6 +143,8 @@ def resized_crop(
         boxes: (B, 4) top, left, height, width in pixels (see :func:`sample_crop_boxes`).
         flip: bool (B,), mirror horizontally where True.
         size: output (H', W').
+        padding: what a box reaching outside the image sees there: "border" (the edge pixels
+            repeated) or "zeros" (black, as when the image is zero-padded before cropping).
 
     Returns:
         float (B, C, H', W').
@@ -163,7 +169,7 @@ def resized_crop(
         images,
         grid.permute(0, 2, 3, 1),
         mode="bilinear",
-        padding_mode="border",
+        padding_mode=padding,
         align_corners=False,
     )
 

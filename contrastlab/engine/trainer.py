@@ -338,6 +338,7 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         channels_last=cfg.train.channels_last,
         crop_min=cfg.data.crop_min,
         erase_p=cfg.data.erase_p,
+        translate=cfg.data.translate,
         supervised=method.needs_labels,
     )
 

@@ -323,3 +323,41 @@ def test_preset_view_size_default_and_override() -> None:
     assert all(v.shape == (6, 1, 28, 28) for v in full)
     kept = make_augment("grayscale-supervised", (0.5,), (0.25,))(x, seed=0)
     assert all(v.shape == (6, 1, 28, 28) for v in kept)
+
+
+def test_translate_is_a_zero_padded_shift() -> None:
+    """With no crop, a view is the image shifted by whole pixels with black coming in: the same
+    as cropping the zero-padded image at the shifted offset (the supervised random crop)."""
+    x = _batch(b=64, c=1, side=28).float() / 255
+    spec = replace(PLAIN, translate=0.1)
+    gen = torch.Generator().manual_seed(4)
+    view = augment_view(x, spec, (28, 28), gen)
+    pad = 3  # round(0.1 * 28) = 3 is the largest shift
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    shifts = set()
+    for i in range(x.shape[0]):
+        matches = [
+            (dy, dx)
+            for dy in range(-pad, pad + 1)
+            for dx in range(-pad, pad + 1)
+            if torch.allclose(view[i], padded[i, :, pad + dy : pad + dy + 28, pad + dx : pad + dx + 28],
+                              atol=1e-5, rtol=0)
+        ]
+        assert matches, f"view {i} is no whole-pixel zero-padded shift of its image"
+        shifts.update(matches)
+    assert len(shifts) > 10  # per-sample shifts, on both axes
+    assert {dy for dy, _ in shifts} >= {-2, 0, 2} and {dx for _, dx in shifts} >= {-2, 0, 2}
+    # the random stream: the same generator state gives the same views
+    again = augment_view(x, spec, (28, 28), torch.Generator().manual_seed(4))
+    torch.testing.assert_close(view, again, rtol=0, atol=0)
+    # translate 0 (every preset's default) draws nothing, so existing views are unchanged
+    plain = make_augment("grayscale", (0.5,), (0.25,))
+    zero = make_augment("grayscale", (0.5,), (0.25,), translate=0.0)
+    xb = _batch(b=32, c=1, side=28)
+    assert all(torch.equal(u, v) for u, v in zip(plain(xb, seed=5), zero(xb, seed=5), strict=True))
+    assert all(s.translate == 0.25 for s in make_augment("grayscale", (0.5,), (0.25,), translate=0.25).specs)
+    for bad in (-0.1, 0.6):
+        with pytest.raises(ValueError, match="translate"):
+            make_augment("grayscale", (0.5,), (0.25,), translate=bad)
+        with pytest.raises(ValueError, match="translate"):
+            ViewSpec(translate=bad)
