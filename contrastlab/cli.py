@@ -166,9 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "config":
                 import yaml
 
-                from contrastlab.methods import with_model_defaults
+                from contrastlab.methods import with_method_defaults
 
-                print(yaml.safe_dump(config_to_dict(with_model_defaults(cfg)), sort_keys=False))
+                print(yaml.safe_dump(config_to_dict(with_method_defaults(cfg)), sort_keys=False))
                 return 0
             from contrastlab.engine.run import format_report, run
 

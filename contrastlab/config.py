@@ -127,10 +127,13 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser and schedule: linear warmup then cosine to ``final_lr_frac·lr``."""
+    """Optimiser and schedule: linear warmup then cosine to ``final_lr_frac·lr``. ``lr``: None
+    (default) = the method's (``contrastlab.methods.DEFAULT_LR``: 1.2e-2 for SupCon, else 4e-3,
+    tuned for AdamW on Fashion-MNIST; set it for SGD or LARS); a run's ``config.json`` stores
+    the value used."""
 
     name: str = "adamw"
-    lr: float = 4e-3
+    lr: float | None = None
     weight_decay: float = 1e-4
     momentum: float = 0.9
     nesterov: bool = False

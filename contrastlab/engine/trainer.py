@@ -45,7 +45,7 @@ from contrastlab.engine.logging import RunLogger, progress_bar
 from contrastlab.engine.optim import build_optimizer, param_groups
 from contrastlab.engine.schedule import warmup_cosine
 from contrastlab.eval import KNNMonitor, bf16_is_fast
-from contrastlab.methods import Method, build_method, with_model_defaults
+from contrastlab.methods import Method, build_method, default_lr, with_method_defaults
 
 __all__ = [
     "RunState",
@@ -179,7 +179,7 @@ def _build_optimizer(cfg: Config, method: Method) -> torch.optim.Optimizer:
     opt = build_optimizer(
         cfg.optim.name,
         groups + extra,
-        lr=cfg.optim.lr,
+        lr=cfg.optim.lr if cfg.optim.lr is not None else default_lr(cfg.method.name),
         weight_decay=cfg.optim.weight_decay,
         momentum=cfg.optim.momentum,
         nesterov=cfg.optim.nesterov,
@@ -219,7 +219,7 @@ def train(
     Raises:
         ConfigError: invalid configuration; CheckpointError: unreadable checkpoint on resume.
     """
-    cfg = with_model_defaults(cfg)  # config.json names the architecture actually built
+    cfg = with_method_defaults(cfg)  # config.json names the architecture and lr actually used
     out = Path(run_dir or cfg.train.out or default_run_dir(cfg))
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)

@@ -8,12 +8,16 @@ from contrastlab.methods.base import Method, StepOutput
 from contrastlab.methods.byol import BYOL
 from contrastlab.methods.moco import MoCo
 from contrastlab.methods.registry import (
+    DEFAULT_LR,
     DEFAULT_TEMPERATURE,
+    GENERAL_LR,
     METHOD_LOSSES,
     METHODS,
     SMALL_CNN_DEFAULTS,
     build_method,
     build_temperature,
+    default_lr,
+    with_method_defaults,
     with_model_defaults,
 )
 from contrastlab.methods.simclr import PAIR_LOSSES, SimCLR
@@ -21,7 +25,9 @@ from contrastlab.methods.supcon import SupCon
 
 __all__ = [
     "BYOL",
+    "DEFAULT_LR",
     "DEFAULT_TEMPERATURE",
+    "GENERAL_LR",
     "METHODS",
     "METHOD_LOSSES",
     "PAIR_LOSSES",
@@ -33,5 +39,7 @@ __all__ = [
     "SupCon",
     "build_method",
     "build_temperature",
+    "default_lr",
+    "with_method_defaults",
     "with_model_defaults",
 ]

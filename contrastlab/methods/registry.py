@@ -17,13 +17,17 @@ from contrastlab.nn import ProjectionHead, build_backbone
 from contrastlab.temperature import POLICIES, Cosine, DySTreSS, Fixed, Learnable, TemperaturePolicy
 
 __all__ = [
+    "DEFAULT_LR",
     "DEFAULT_TEMPERATURE",
+    "GENERAL_LR",
     "METHODS",
     "METHOD_LOSSES",
     "SMALL_CNN_DEFAULTS",
     "build_method",
     "build_temperature",
+    "default_lr",
     "infer_feat_dim",
+    "with_method_defaults",
     "with_model_defaults",
 ]
 
@@ -42,6 +46,13 @@ METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": Su
 SMALL_CNN_DEFAULTS: dict[str, dict[str, str | int]] = {
     "supcon": {"pools": "1,2", "width": 48, "feat_dim": 1024},
 }
+
+#: AdamW's learning rate per method where it differs from ``GENERAL_LR`` (``optim.lr`` None).
+#: SupCon: four-epoch runs on Fashion-MNIST (seed 0, bf16) gave 90.95 / 90.52 % linear / kNN
+#: at 4e-3, and 91.57 / 90.94, 91.45 / 91.09 and 91.62 / 91.24 at 8e-3, 1.2e-2 and 1.6e-2: a
+#: flat optimum, whose middle is the default.
+DEFAULT_LR: dict[str, float] = {"supcon": 1.2e-2}
+GENERAL_LR = 4e-3
 
 #: τ used when the config leaves it out (Fashion-MNIST-scale defaults; SPEC.md §1, §5, §6).
 DEFAULT_TEMPERATURE: dict[str, float] = {"simclr": 0.2, "moco": 0.2, "supcon": 0.1, "byol": 0.2}
@@ -143,6 +154,22 @@ def with_model_defaults(cfg: Config) -> Config:
     feat_dim = mc.feat_dim if mc.feat_dim is not None else last
     model = dataclasses.replace(mc, pools=pools, width=width, feat_dim=feat_dim)
     return dataclasses.replace(cfg, model=model)
+
+
+def default_lr(method: str) -> float:
+    """The learning rate a method trains with when ``optim.lr`` is None (``DEFAULT_LR``)."""
+    return DEFAULT_LR.get(method, GENERAL_LR)
+
+
+def with_method_defaults(cfg: Config) -> Config:
+    """:func:`with_model_defaults`, and ``optim.lr`` None replaced by the method's
+    (:func:`default_lr`), so that ``config.json`` names the learning rate actually used."""
+    cfg = with_model_defaults(cfg)
+    if cfg.optim.lr is None:
+        cfg = dataclasses.replace(
+            cfg, optim=dataclasses.replace(cfg.optim, lr=default_lr(cfg.method.name))
+        )
+    return cfg
 
 
 @torch.no_grad()

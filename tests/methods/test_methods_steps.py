@@ -212,6 +212,26 @@ def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
     assert with_model_defaults(config_from_run(legacy)).model.feat_dim == 512
 
 
+def test_learning_rate_defaults_per_method() -> None:
+    """optim.lr None resolves to the method's AdamW rate (1.2e-2 for SupCon, 4e-3 otherwise), a
+    rate the user sets wins, and the trainer's optimiser gets the resolved rate."""
+    from contrastlab.engine.trainer import _build_optimizer
+    from contrastlab.methods import with_method_defaults
+
+    def lr(*sets: str) -> float | None:
+        return with_method_defaults(apply_overrides(Config(), list(sets))).optim.lr
+
+    assert Config().optim.lr is None
+    assert lr("method.name=supcon") == 1.2e-2
+    assert lr("method.name=simclr") == lr("method.name=moco") == lr("method.name=byol") == 4e-3
+    assert lr("method.name=supcon", "optim.lr=0.05") == 0.05
+    resolved = with_method_defaults(apply_overrides(Config(), ["method.name=supcon"]))
+    assert resolved.model.width == 48  # the model's defaults still apply
+    cfg = apply_overrides(Config(), ["method.name=supcon", "model.width=8"])
+    opt = _build_optimizer(cfg, build_method(cfg, in_channels=1))
+    assert {g["lr"] for g in opt.param_groups} == {1.2e-2}
+
+
 def test_cosine_temperature_period_is_the_runs_length_in_steps() -> None:
     """The trainer passes optimiser steps, so the cosine schedule's default period is the run's
     epochs × steps per epoch (τ_max at step 0, τ_min at the end); on a wall-clock budget
