@@ -383,9 +383,7 @@ def make_augment(
         if not 0.0 <= erase_p <= 1.0:
             raise ValueError(f"erase_p must be in [0, 1], got {erase_p}")
         specs = tuple(replace(s, erase_p=erase_p) for s in specs)
-    if translate is not None:
-        if not 0.0 <= translate <= 0.5:
-            raise ValueError(f"translate must be in [0, 0.5], got {translate}")
+    if translate is not None:  # ViewSpec checks the range
         specs = tuple(replace(s, translate=translate) for s in specs)
     if size is None:
         size = PRESET_VIEW_SIZE.get(preset)

@@ -21,7 +21,7 @@ from contrastlab.engine.trainer import (
     prepare_run,
     train,
 )
-from contrastlab.eval import bf16_is_fast
+from contrastlab.eval import bf16_enabled
 
 __all__ = ["evaluate_saved_run", "format_report", "run"]
 
@@ -47,8 +47,7 @@ def run(
         "train_seconds": st.train_seconds,
         "images_per_second": st.images_seen / max(st.train_seconds, 1e-9),
         "run_dir": str(result.run_dir),
-        # what the training steps ran in: train.amp, or when None whether bf16 is native here
-        "bf16_autocast": bf16_is_fast(result.device) if cfg.train.amp is None else cfg.train.amp,
+        "bf16_autocast": bf16_enabled(result.device, cfg.train.amp),
     }
     return evaluate_run(
         cfg,

@@ -44,7 +44,7 @@ from contrastlab.engine.evaluate import normalizer
 from contrastlab.engine.logging import RunLogger, progress_bar
 from contrastlab.engine.optim import build_optimizer, param_groups
 from contrastlab.engine.schedule import warmup_cosine
-from contrastlab.eval import KNNMonitor, bf16_is_fast
+from contrastlab.eval import KNNMonitor, bf16_enabled
 from contrastlab.methods import Method, build_method, default_lr, with_method_defaults
 
 __all__ = [
@@ -96,8 +96,7 @@ def resolve_device(name: str) -> torch.device:
 
 def autocast_for(device: torch.device, amp: bool | None) -> AbstractContextManager[Any]:
     """bf16 autocast (CPU or CUDA) when ``amp`` is True; None = where bf16 is native."""
-    enabled = bf16_is_fast(device) if amp is None else amp
-    if not enabled:
+    if not bf16_enabled(device, amp):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -3,7 +3,13 @@
 Takes any encoder callable (B, C, H, W) float → (B, F); never imports contrastlab.methods.
 """
 
-from contrastlab.eval.features import autocast, bf16_is_fast, default_normalize, extract_features
+from contrastlab.eval.features import (
+    autocast,
+    bf16_enabled,
+    bf16_is_fast,
+    default_normalize,
+    extract_features,
+)
 from contrastlab.eval.knn import knn_accuracy, knn_classify, knn_scores
 from contrastlab.eval.linear import (
     LinearProbeResult,
@@ -17,6 +23,7 @@ __all__ = [
     "KNNMonitor",
     "LinearProbeResult",
     "autocast",
+    "bf16_enabled",
     "bf16_is_fast",
     "default_normalize",
     "extract_features",

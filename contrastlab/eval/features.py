@@ -38,13 +38,18 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     return False
 
 
+def bf16_enabled(device: torch.device | str, amp: bool | None) -> bool:
+    """Whether ``amp`` (a config's ``train.amp``) means bf16 autocast on ``device``: True and
+    False as given, None where the hardware runs bf16 natively (see ``bf16_is_fast``)."""
+    return bf16_is_fast(device) if amp is None else amp
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device | str, amp: bool | None) -> Iterator[None]:
     """bf16 autocast on ``device`` when ``amp`` is True, never when False, and when the hardware
-    supports it natively when None (see ``bf16_is_fast``)."""
+    supports it natively when None (see ``bf16_enabled``)."""
     dev = torch.device(device)
-    enabled = bf16_is_fast(dev) if amp is None else amp
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=enabled):
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16_enabled(dev, amp)):
         yield
 
 
