@@ -1,0 +1,143 @@
+"""Issue-5 A/B runs of encoder variants that are not library options (seventh round).
+
+Two modes:
+
+``train``: ``contrastlab train`` with the small CNN changed in one of two ways (options given
+before the mode), then the usual evaluation. Everything after ``--`` goes to ``contrastlab train`` unchanged.
+  - ``--res-blocks A,B,C`` appends A, B and C residual basic blocks (3×3 conv, BN, ReLU, 3×3 conv,
+    BN, identity shortcut, ReLU; He et al. 2016) at the output width of units 1, 2 and 3;
+  - ``--feature-dropout P`` drops the backbone's pooled features with probability P in training
+    (``F.dropout``; evaluation is unaffected, since the backbone is then in eval mode).
+
+``eval-sizes``: re-evaluates a saved run (kNN and linear probe, as ``contrastlab eval``) with the
+train and test images resized to each side in ``--sizes`` (bilinear, antialiased) before the
+encoder: test-time resolution, as in FixRes (Touvron et al. 2019). A run trained with
+``--res-blocks`` is re-evaluated with the same ``--res-blocks`` (they go before the mode).
+
+    OMP_NUM_THREADS=1 python benchmarks/training/ab_variants.py --res-blocks 0,1,0 train -- \\
+        --method simclr --max-time 10 --seed 0 --set train.threads=1 --out runs/ab7/res010
+    python benchmarks/training/ab_variants.py --res-blocks 0,1,0 eval-sizes runs/ab7/res010 \\
+        --sizes 28,32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from contrastlab.nn import small_cnn
+
+
+class BasicBlock(nn.Module):
+    """Residual basic block at constant width: (B, C, H, W) → (B, C, H, W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        for conv in (self.conv1, self.conv2):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(x + self.bn2(self.conv2(y)))
+
+
+def patch_small_cnn(res_blocks: tuple[int, int, int], feature_dropout: float) -> None:
+    """Change ``SmallCNN`` (every instance built afterwards) in this process."""
+    base_init = small_cnn.SmallCNN.__init__
+    base_forward = small_cnn.SmallCNN.forward
+
+    def init(self: small_cnn.SmallCNN, *args: object, **kwargs: object) -> None:
+        base_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        for index, count in enumerate(res_blocks, start=1):
+            unit = getattr(self, f"unit{index}")
+            width = next(m.out_channels for m in unit if isinstance(m, nn.Conv2d))
+            for _ in range(count):
+                unit.append(BasicBlock(width))
+
+    def forward(self: small_cnn.SmallCNN, x: Tensor) -> Tensor:
+        return F.dropout(base_forward(self, x), feature_dropout, self.training)
+
+    small_cnn.SmallCNN.__init__ = init  # type: ignore[method-assign]
+    if feature_dropout > 0:
+        small_cnn.SmallCNN.forward = forward  # type: ignore[method-assign]
+
+
+def eval_sizes(run_dir: Path, sizes: list[int]) -> None:
+    """Print kNN and linear-probe top-1 of a saved run's backbone at each input side."""
+    from contrastlab.config import config_from_run
+    from contrastlab.engine import evaluate
+    from contrastlab.engine.checkpoint import load_checkpoint
+    from contrastlab.engine.trainer import CHECKPOINT, method_for, placed, prepare_run
+
+    cfg = config_from_run(json.loads((run_dir / "config.json").read_text()))
+    train_set, test_set, device = prepare_run(cfg)
+    method = placed(method_for(cfg, train_set, None), cfg, device)
+    method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["method"])
+    native = evaluate.normalizer
+
+    for side in sizes:
+
+        def resized(ds: object, side: int = side) -> Callable[[Tensor], Tensor]:
+            norm = native(ds)  # type: ignore[arg-type]
+
+            def fn(x: Tensor) -> Tensor:
+                y = norm(x)
+                if y.shape[-1] == side and y.shape[-2] == side:
+                    return y
+                return F.interpolate(y, size=(side, side), mode="bilinear", antialias=True)
+
+            return fn
+
+        evaluate.normalizer = resized  # type: ignore[assignment]
+        with torch.no_grad():
+            out = evaluate.evaluate_backbone(method.backbone, train_set, test_set, cfg, device)
+        print(
+            f"{run_dir.name}  side {side}: linear {out['linear_top1']:.2f}  "
+            f"kNN {out['knn_top1']:.2f}  ({out['eval_seconds']:.0f} s)",
+            flush=True,
+        )
+    evaluate.normalizer = native
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    passthrough: list[str] = []
+    if "--" in args:
+        cut = args.index("--")
+        args, passthrough = args[:cut], args[cut + 1 :]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--res-blocks", default="0,0,0", help="residual blocks after units 1,2,3")
+    parser.add_argument("--feature-dropout", type=float, default=0.0, help="dropout on features")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    sub.add_parser("train", help="contrastlab train with a changed small CNN (args after --)")
+    ev = sub.add_parser("eval-sizes", help="re-evaluate a saved run at other input sides")
+    ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--sizes", default="28,32", help="comma-separated input sides (even)")
+    ns = parser.parse_args(args)
+    blocks = tuple(int(v) for v in ns.res_blocks.split(","))
+    if len(blocks) != 3 or min(blocks) < 0:
+        parser.error(f"--res-blocks needs three counts >= 0, got {ns.res_blocks!r}")
+    if not 0.0 <= ns.feature_dropout < 1.0:
+        parser.error(f"--feature-dropout must be in [0, 1), got {ns.feature_dropout}")
+    patch_small_cnn((blocks[0], blocks[1], blocks[2]), ns.feature_dropout)
+    if ns.mode == "eval-sizes":
+        eval_sizes(ns.run_dir, [int(s) for s in ns.sizes.split(",")])
+        return 0
+    from contrastlab.cli import main as cli_main
+
+    return cli_main(["train", *passthrough])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
