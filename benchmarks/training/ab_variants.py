@@ -68,7 +68,8 @@ def patch_small_cnn(res_blocks: tuple[int, int, int], feature_dropout: float) ->
     def forward(self: small_cnn.SmallCNN, x: Tensor) -> Tensor:
         return F.dropout(base_forward(self, x), feature_dropout, self.training)
 
-    small_cnn.SmallCNN.__init__ = init  # type: ignore[method-assign]
+    if any(res_blocks):
+        small_cnn.SmallCNN.__init__ = init  # type: ignore[method-assign]
     if feature_dropout > 0:
         small_cnn.SmallCNN.forward = forward  # type: ignore[method-assign]
 
