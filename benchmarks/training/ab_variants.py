@@ -7,7 +7,14 @@ before the mode), then the usual evaluation. Everything after ``--`` goes to ``c
   - ``--res-blocks A,B,C`` appends A, B and C residual basic blocks (3×3 conv, BN, ReLU, 3×3 conv,
     BN, identity shortcut, ReLU; He et al. 2016) at the output width of units 1, 2 and 3;
   - ``--feature-dropout P`` drops the backbone's pooled features with probability P in training
-    (``F.dropout``; evaluation is unaffected, since the backbone is then in eval mode).
+    (``F.dropout``; evaluation is unaffected, since the backbone is then in eval mode);
+  - ``--bn-neck`` ends the backbone with a ``BatchNorm1d`` without affine parameters on the pooled
+    features (the "BNNeck" of Luo et al. 2019, "Bag of Tricks and a Strong Baseline for Deep
+    Person Re-identification"): features are centred and scaled per channel (batch statistics in
+    training, running ones in evaluation), which the cosine kNN does not do itself (eighth round);
+  - ``--view-set KEY=VALUE`` (repeatable) replaces a field of every view of the Fashion-MNIST
+    presets (``grayscale`` and ``grayscale-supervised``), e.g. ``brightness=0.8`` or
+    ``solarize_p=0.2``; values are parsed as Python literals (eighth round).
 
 ``eval-sizes``: re-evaluates a saved run (kNN and linear probe, as ``contrastlab eval``) with the
 train and test images resized to each side in ``--sizes`` (bilinear, antialiased) before the
@@ -23,6 +30,8 @@ encoder: test-time resolution, as in FixRes (Touvron et al. 2019). A run trained
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -52,7 +61,9 @@ class BasicBlock(nn.Module):
         return torch.relu(x + self.bn2(self.conv2(y)))
 
 
-def patch_small_cnn(res_blocks: tuple[int, int, int], feature_dropout: float) -> None:
+def patch_small_cnn(
+    res_blocks: tuple[int, int, int], feature_dropout: float, bn_neck: bool = False
+) -> None:
     """Change ``SmallCNN`` (every instance built afterwards) in this process."""
     base_init = small_cnn.SmallCNN.__init__
     base_forward = small_cnn.SmallCNN.forward
@@ -64,14 +75,36 @@ def patch_small_cnn(res_blocks: tuple[int, int, int], feature_dropout: float) ->
             width = next(m.out_channels for m in unit if isinstance(m, nn.Conv2d))
             for _ in range(count):
                 unit.append(BasicBlock(width))
+        if bn_neck:
+            self.neck = nn.BatchNorm1d(self.feat_dim, affine=False)
 
     def forward(self: small_cnn.SmallCNN, x: Tensor) -> Tensor:
-        return F.dropout(base_forward(self, x), feature_dropout, self.training)
+        y = base_forward(self, x)
+        if bn_neck:
+            neck: nn.Module = self.neck  # type: ignore[assignment]
+            y = neck(y.float())
+        return F.dropout(y, feature_dropout, self.training)
 
-    if any(res_blocks):
+    if any(res_blocks) or bn_neck:
         small_cnn.SmallCNN.__init__ = init  # type: ignore[method-assign]
-    if feature_dropout > 0:
+    if feature_dropout > 0 or bn_neck:
         small_cnn.SmallCNN.forward = forward  # type: ignore[method-assign]
+
+
+def patch_views(assignments: list[str]) -> None:
+    """Replace ``KEY=VALUE`` fields of every view of the Fashion-MNIST augmentation presets."""
+    from contrastlab.data import augment
+
+    fields = {f.name for f in dataclasses.fields(augment.ViewSpec)}
+    changes: dict[str, object] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--view-set needs KEY=VALUE with KEY one of {sorted(fields)}")
+        changes[key] = ast.literal_eval(value)
+    for name in ("grayscale", "grayscale-supervised"):
+        specs = augment.PRESETS[name]
+        augment.PRESETS[name] = tuple(dataclasses.replace(s, **changes) for s in specs)  # type: ignore[arg-type]
 
 
 def eval_sizes(run_dir: Path, sizes: list[int]) -> None:
@@ -120,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--res-blocks", default="0,0,0", help="residual blocks after units 1,2,3")
     parser.add_argument("--feature-dropout", type=float, default=0.0, help="dropout on features")
+    parser.add_argument("--bn-neck", action="store_true", help="BatchNorm1d on pooled features")
+    parser.add_argument(
+        "--view-set", action="append", default=[], help="KEY=VALUE for the Fashion-MNIST views"
+    )
     sub = parser.add_subparsers(dest="mode", required=True)
     sub.add_parser("train", help="contrastlab train with a changed small CNN (args after --)")
     ev = sub.add_parser("eval-sizes", help="re-evaluate a saved run at other input sides")
@@ -131,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--res-blocks needs three counts >= 0, got {ns.res_blocks!r}")
     if not 0.0 <= ns.feature_dropout < 1.0:
         parser.error(f"--feature-dropout must be in [0, 1), got {ns.feature_dropout}")
-    patch_small_cnn((blocks[0], blocks[1], blocks[2]), ns.feature_dropout)
+    patch_small_cnn((blocks[0], blocks[1], blocks[2]), ns.feature_dropout, ns.bn_neck)
+    patch_views(ns.view_set)
     if ns.mode == "eval-sizes":
         eval_sizes(ns.run_dir, [int(s) for s in ns.sizes.split(",")])
         return 0

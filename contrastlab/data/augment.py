@@ -357,6 +357,7 @@ def make_augment(
     crop_min: float | None = None,
     erase_p: float | None = None,
     translate: float | None = None,
+    solarize_p: float | None = None,
 ) -> MultiViewAugment:
     """A :class:`MultiViewAugment` from a named preset (see ``PRESETS``).
 
@@ -365,12 +366,12 @@ def make_augment(
 
     ``crop_min`` replaces the lower bound of the preset's random-resized-crop area (e.g. 0.5
     for milder crops than the "grayscale" preset's 0.2); ``erase_p`` replaces every view's
-    Random Erasing probability and ``translate`` every view's shift (:class:`ViewSpec`);
-    None keeps the preset's.
+    Random Erasing probability, ``translate`` every view's shift and ``solarize_p`` every
+    view's solarization probability (:class:`ViewSpec`); None keeps the preset's.
 
     Raises:
         ValueError: unknown preset (listing the known ones), ``crop_min`` outside (0, 1],
-            ``erase_p`` outside [0, 1] or ``translate`` outside [0, 0.5].
+            ``erase_p`` or ``solarize_p`` outside [0, 1] or ``translate`` outside [0, 0.5].
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
@@ -379,10 +380,13 @@ def make_augment(
         if not 0.0 < crop_min <= 1.0:
             raise ValueError(f"crop_min must be in (0, 1], got {crop_min}")
         specs = tuple(replace(s, scale=(crop_min, max(crop_min, s.scale[1]))) for s in specs)
+    for name, value in (("erase_p", erase_p), ("solarize_p", solarize_p)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
     if erase_p is not None:
-        if not 0.0 <= erase_p <= 1.0:
-            raise ValueError(f"erase_p must be in [0, 1], got {erase_p}")
         specs = tuple(replace(s, erase_p=erase_p) for s in specs)
+    if solarize_p is not None:
+        specs = tuple(replace(s, solarize_p=solarize_p) for s in specs)
     if translate is not None:  # ViewSpec checks the range
         specs = tuple(replace(s, translate=translate) for s in specs)
     if size is None:
@@ -400,13 +404,13 @@ def augment_for(
     crop_min: float | None = None,
     erase_p: float | None = None,
     translate: float | None = None,
+    solarize_p: float | None = None,
     supervised: bool = False,
 ) -> MultiViewAugment:
     """The augmentation for a dataset: its mean/std and its default preset
     (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...; with
-    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min``, ``erase_p`` and
-    ``translate`` as in
-    :func:`make_augment`, and ``size`` (None: the preset's view size, else the images')."""
+    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min``, ``erase_p``,
+    ``translate`` and ``solarize_p`` as in :func:`make_augment`, and ``size`` (None: the preset's view size, else the images')."""
     chosen = preset or (
         (DEFAULT_PRESET_SUPERVISED.get(dataset.name) if supervised else None)
         or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
@@ -421,4 +425,5 @@ def augment_for(
         crop_min=crop_min,
         erase_p=erase_p,
         translate=translate,
+        solarize_p=solarize_p,
     )

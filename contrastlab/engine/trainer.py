@@ -338,6 +338,7 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         crop_min=cfg.data.crop_min,
         erase_p=cfg.data.erase_p,
         translate=cfg.data.translate,
+        solarize_p=cfg.data.solarize_p,
         supervised=method.needs_labels,
     )
 

@@ -325,6 +325,30 @@ def test_preset_view_size_default_and_override() -> None:
     assert all(v.shape == (6, 1, 28, 28) for v in kept)
 
 
+def test_solarize_probability_override() -> None:
+    """``solarize_p`` (``data.solarize_p``) sets every view's solarization: at p 1 the first
+    view is the p-0 view with the pixels at or above 0.5 inverted (the solarize draw comes after
+    the others), and no pixel of any view stays above 0.5."""
+    x = _batch(b=48, c=1, side=28)
+    plain = make_augment("grayscale", (0.5,), (0.25,))
+    always = make_augment("grayscale", (0.5,), (0.25,), solarize_p=1.0)
+    assert all(s.solarize_p == 1.0 for s in always.specs)
+    assert all(s.solarize_p == 0.0 for s in plain.specs)
+    p0, p1 = plain(x, seed=7)[0], always(x, seed=7)
+    pixels = p0 * 0.25 + 0.5
+    expected = (torch.where(pixels >= 0.5, 1.0 - pixels, pixels) - 0.5) / 0.25
+    near = (pixels - 0.5).abs() < 1e-5  # within rounding of the threshold: either side
+    assert (pixels > 0.6).any() and not near.all()
+    torch.testing.assert_close(p1[0][~near], expected[~near], rtol=0, atol=1e-5)
+    assert all((v * 0.25 + 0.5).max() <= 0.5 + 1e-5 for v in p1)
+    half = make_augment("grayscale", (0.5,), (0.25,), solarize_p=0.5)
+    changed = (p0 != half(x, seed=7)[0]).flatten(1).any(dim=1).float().mean().item()
+    assert 0.25 < changed < 0.75  # about half of the first view's samples
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="solarize_p"):
+            make_augment("grayscale", (0.5,), (0.25,), solarize_p=bad)
+
+
 def test_translate_is_a_zero_padded_shift() -> None:
     """With no crop, a view is the image shifted by whole pixels with black coming in: the same
     as cropping the zero-padded image at the shifted offset (the supervised random crop)."""

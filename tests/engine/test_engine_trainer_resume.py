@@ -277,3 +277,28 @@ def test_a_new_run_in_an_old_directory_starts_its_logs_anew(tmp_path: Path) -> N
     lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1]
     assert len(list((tmp_path / "r" / "tb").glob("events.out.tfevents.*"))) == 1
+
+
+def test_view_overrides_reach_the_training_views() -> None:
+    """``data.solarize_p``, ``data.erase_p``, ``data.translate`` and ``data.crop_min`` replace
+    the preset's values in every training view; an out-of-range value names its key."""
+    from types import SimpleNamespace
+
+    from contrastlab.config import ConfigError
+    from contrastlab.engine.trainer import augment_of
+
+    dataset = SimpleNamespace(name="fashion-mnist", mean=(0.29,), std=(0.35,))
+    unsupervised = SimpleNamespace(needs_labels=False)
+    keys = ("data.solarize_p=0.2", "data.erase_p=0.3", "data.translate=0.1", "data.crop_min=0.4")
+    cfg = apply_overrides(Config(), list(keys))
+    aug = augment_of(cfg, dataset, unsupervised)  # type: ignore[arg-type]
+    assert aug.size == (20, 20)  # the grayscale preset's views
+    for spec in aug.specs:
+        assert (spec.solarize_p, spec.erase_p, spec.translate) == (0.2, 0.3, 0.1)
+        assert spec.scale[0] == 0.4
+    plain = augment_of(Config(), dataset, unsupervised)  # type: ignore[arg-type]
+    assert all(s.solarize_p == 0.0 and s.erase_p == 0.0 for s in plain.specs)
+    with pytest.raises(ValueError, match="solarize_p"):
+        augment_of(apply_overrides(Config(), ["data.solarize_p=2.0"]), dataset, unsupervised)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="data.solarize_p"):
+        apply_overrides(Config(), ["data.solarize_p=often"])
