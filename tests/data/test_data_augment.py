@@ -223,6 +223,7 @@ def test_simclr_parameters_follow_the_paper() -> None:
     assert imnet.hue == pytest.approx(0.2) and imnet.blur_p == 0.5
     (gray,) = PRESETS["grayscale"]
     assert gray.hue == 0 and gray.saturation == 0 and gray.gray_p == 0
+    assert gray.solarize_p == 0.2 and PRESETS["grayscale-supervised"][0].solarize_p == 0.0
     assert not math.isnan(gray.brightness)
 
 
@@ -330,10 +331,10 @@ def test_solarize_probability_override() -> None:
     view is the p-0 view with the pixels at or above 0.5 inverted (the solarize draw comes after
     the others), and no pixel of any view stays above 0.5."""
     x = _batch(b=48, c=1, side=28)
-    plain = make_augment("grayscale", (0.5,), (0.25,))
+    plain = make_augment("grayscale", (0.5,), (0.25,), solarize_p=0.0)
     always = make_augment("grayscale", (0.5,), (0.25,), solarize_p=1.0)
     assert all(s.solarize_p == 1.0 for s in always.specs)
-    assert all(s.solarize_p == 0.0 for s in plain.specs)
+    assert all(s.solarize_p == 0.2 for s in make_augment("grayscale", (0.5,), (0.25,)).specs)
     p0, p1 = plain(x, seed=7)[0], always(x, seed=7)
     pixels = p0 * 0.25 + 0.5
     expected = (torch.where(pixels >= 0.5, 1.0 - pixels, pixels) - 0.5) / 0.25

@@ -297,7 +297,7 @@ def test_view_overrides_reach_the_training_views() -> None:
         assert (spec.solarize_p, spec.erase_p, spec.translate) == (0.2, 0.3, 0.1)
         assert spec.scale[0] == 0.4
     plain = augment_of(Config(), dataset, unsupervised)  # type: ignore[arg-type]
-    assert all(s.solarize_p == 0.0 and s.erase_p == 0.0 for s in plain.specs)
+    assert all(s.solarize_p == 0.2 and s.erase_p == 0.0 for s in plain.specs)  # the preset's
     with pytest.raises(ValueError, match="solarize_p"):
         augment_of(apply_overrides(Config(), ["data.solarize_p=2.0"]), dataset, unsupervised)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="data.solarize_p"):
