@@ -17,6 +17,7 @@ from contrastlab.data.augment import (
     augment_for,
     augment_view,
     make_augment,
+    preset_for,
 )
 from contrastlab.data.datasets import ImageDataset
 from contrastlab.data.download import (
@@ -49,4 +50,5 @@ __all__ = [
     "extract_tar",
     "load_dataset",
     "make_augment",
+    "preset_for",
 ]

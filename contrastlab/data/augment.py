@@ -400,6 +400,16 @@ def make_augment(
     return MultiViewAugment(specs, mean, std, views=views, size=size, channels_last=channels_last)
 
 
+def preset_for(dataset: DatasetLike, preset: str | None = None, *, supervised: bool = False) -> str:
+    """The preset name :func:`augment_for` uses: ``preset`` if given, else the dataset's default
+    (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...; with
+    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first)."""
+    return preset or (
+        (DEFAULT_PRESET_SUPERVISED.get(dataset.name) if supervised else None)
+        or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
+    )
+
+
 def augment_for(
     dataset: DatasetLike,
     preset: str | None = None,
@@ -413,16 +423,11 @@ def augment_for(
     solarize_p: float | None = None,
     supervised: bool = False,
 ) -> MultiViewAugment:
-    """The augmentation for a dataset: its mean/std and its default preset
-    (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...; with
-    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first); ``crop_min``, ``erase_p``,
-    ``translate`` and ``solarize_p`` as in :func:`make_augment`, and ``size`` (None: the preset's view size, else the images')."""
-    chosen = preset or (
-        (DEFAULT_PRESET_SUPERVISED.get(dataset.name) if supervised else None)
-        or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
-    )
+    """The augmentation for a dataset: its mean/std and its preset (:func:`preset_for`);
+    ``crop_min``, ``erase_p``, ``translate`` and ``solarize_p`` as in :func:`make_augment`, and
+    ``size`` (None: the preset's view size, else the images')."""
     return make_augment(
-        chosen,
+        preset_for(dataset, preset, supervised=supervised),
         dataset.mean,
         dataset.std,
         views=views,

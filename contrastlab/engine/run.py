@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from contrastlab.config import Config, ConfigError, apply_overrides, config_from_run
+from contrastlab.data import preset_for
 from contrastlab.engine.checkpoint import load_checkpoint
 from contrastlab.engine.evaluate import evaluate_run
 from contrastlab.engine.trainer import (
@@ -107,6 +108,13 @@ def evaluate_saved_run(
         # a run from before data.view_size made its views at the images' own size
         cfg.data.view_size = int(train_set.images.shape[-1])
     method = placed(method_for(cfg, train_set, backbone), cfg, device)
+    if (
+        cfg.data.solarize_p is None
+        and "solarize_p" not in (stored.get("data") or {})
+        and preset_for(train_set, cfg.data.augment, supervised=method.needs_labels) == "grayscale"
+    ):
+        # a run from before "grayscale" solarized (and data.solarize_p existed) did not solarize
+        cfg.data.solarize_p = 0.0
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]

@@ -237,6 +237,11 @@ def train(
     if cfg.data.view_size is None and augment.size is not None and len(set(augment.size)) == 1:
         # config.json names the views' side actually used (the preset's), not "default"
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, view_size=augment.size[0]))
+    if cfg.data.solarize_p is None and len({s.solarize_p for s in augment.specs}) == 1:
+        # likewise the solarization used, so that a later change of the preset's cannot alter it
+        cfg = dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, solarize_p=augment.specs[0].solarize_p)
+        )
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
     state = RunState()

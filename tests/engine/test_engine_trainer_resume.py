@@ -219,22 +219,25 @@ def test_view_size_trains_on_smaller_views_and_evaluates_full_images(
 
 
 def test_default_view_size_is_stored_and_old_runs_keep_full_size_views(tmp_path: Path) -> None:
-    """A SimCLR run on Fashion-MNIST stores the preset's 20×20 views in config.json; a run
-    directory written before ``data.view_size`` existed (no key) is re-evaluated with the
-    full-size views it was trained with, so its augmentation-based diagnostics reproduce."""
+    """A SimCLR run on Fashion-MNIST stores the preset's 20×20 views and solarization in
+    config.json; a run directory written before ``data.view_size`` and ``data.solarize_p``
+    existed (no keys) is re-evaluated with the full-size, unsolarized views it was trained with,
+    so its augmentation-based diagnostics reproduce."""
     from contrastlab.engine.run import evaluate_saved_run
 
     train(_cfg(tmp_path / "d", "simclr", "train.epochs=1", "train.knn_monitor=false"))
-    assert json.loads((tmp_path / "d" / "config.json").read_text())["data"]["view_size"] == 20
+    stored = json.loads((tmp_path / "d" / "config.json").read_text())["data"]
+    assert stored["view_size"] == 20 and stored["solarize_p"] == 0.2  # the preset's, resolved
 
     old = tmp_path / "old"
     extra = ("train.epochs=1", "eval.linear_epochs=1", "eval.knn_k=20", "eval.untrained_baseline=false")
-    trained = run(_cfg(old, "simclr", *extra, "data.view_size=28"))
+    trained = run(_cfg(old, "simclr", *extra, "data.view_size=28", "data.solarize_p=0"))
     on_disk = json.loads((old / "config.json").read_text())
-    assert on_disk["data"]["view_size"] == 28
+    assert on_disk["data"]["view_size"] == 28 and on_disk["data"]["solarize_p"] == 0
     del on_disk["data"]["view_size"]
+    del on_disk["data"]["solarize_p"]  # and before the preset solarized
     (old / "config.json").write_text(json.dumps(on_disk))
-    again = evaluate_saved_run(old)  # at the preset's 20×20 the alignment would differ
+    again = evaluate_saved_run(old)  # at the preset's 20×20 or solarized the alignment would differ
     assert again["alignment"] == trained["alignment"]
     assert again["knn_top1"] == trained["knn_top1"]
 
