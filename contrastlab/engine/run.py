@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 from contrastlab.config import Config, ConfigError, apply_overrides, config_from_run
-from contrastlab.data import preset_for
 from contrastlab.engine.checkpoint import load_checkpoint
 from contrastlab.engine.evaluate import evaluate_run
 from contrastlab.engine.trainer import (
@@ -21,6 +20,7 @@ from contrastlab.engine.trainer import (
     placed,
     prepare_run,
     train,
+    with_stored_views,
 )
 from contrastlab.eval import bf16_enabled
 
@@ -104,17 +104,8 @@ def evaluate_saved_run(
     stored = json.loads(cfg_file.read_text())
     cfg = apply_overrides(config_from_run(stored), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
-    if cfg.data.view_size is None and "view_size" not in (stored.get("data") or {}):
-        # a run from before data.view_size made its views at the images' own size
-        cfg.data.view_size = int(train_set.images.shape[-1])
     method = placed(method_for(cfg, train_set, backbone), cfg, device)
-    if (
-        cfg.data.solarize_p is None
-        and "solarize_p" not in (stored.get("data") or {})
-        and preset_for(train_set, cfg.data.augment, supervised=method.needs_labels) == "grayscale"
-    ):
-        # a run from before "grayscale" solarized (and data.solarize_p existed) did not solarize
-        cfg.data.solarize_p = 0.0
+    cfg = with_stored_views(cfg, stored, train_set, supervised=method.needs_labels)
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]

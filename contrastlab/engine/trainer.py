@@ -31,7 +31,7 @@ from contrastlab.config import (
     config_to_dict,
     planned_epochs,
 )
-from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, load_dataset
+from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, load_dataset, preset_for
 from contrastlab.engine.checkpoint import (
     capture_rng_state,
     load_latest,
@@ -57,6 +57,7 @@ __all__ = [
     "prepare_run",
     "resolve_device",
     "train",
+    "with_stored_views",
 ]
 
 CHECKPOINT = "last.pt"
@@ -233,6 +234,11 @@ def train(
             f"method {cfg.method.name!r} needs labels; dataset {cfg.data.dataset!r} has none"
         )
     method = placed(method, cfg, device)
+    ckpt_path = out / CHECKPOINT
+    ckpt: dict[str, Any] | None = None
+    if resume and (ckpt_path.exists() or previous_path(ckpt_path).exists()):
+        ckpt, _ = load_latest(out, CHECKPOINT)
+        cfg = with_stored_views(cfg, ckpt["config"], train_set, supervised=method.needs_labels)
     augment = augment_of(cfg, train_set, method)
     if cfg.data.view_size is None and augment.size is not None and len(set(augment.size)) == 1:
         # config.json names the views' side actually used (the preset's), not "default"
@@ -245,9 +251,7 @@ def train(
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
     state = RunState()
-    ckpt_path = out / CHECKPOINT
-    if resume and (ckpt_path.exists() or previous_path(ckpt_path).exists()):
-        ckpt, _ = load_latest(out, CHECKPOINT)
+    if ckpt is not None:
         stored, current = config_to_dict(config_from_run(ckpt["config"])), config_to_dict(cfg)
         for section in ("method", "model"):
             diff = [
@@ -326,6 +330,29 @@ def placed(method: Method, cfg: Config, device: torch.device) -> Method:
     if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return method
+
+
+def with_stored_views(
+    cfg: Config, stored: dict[str, Any], dataset: ImageDataset, *, supervised: bool
+) -> Config:
+    """``cfg`` with the training views of a run whose config.json is ``stored``.
+
+    Runs written before ``data.view_size`` and ``data.solarize_p`` existed made their views at
+    the images' own size and, with the "grayscale" preset, unsolarized; a preset's later default
+    must not change them when such a run is resumed or re-evaluated. Values set in ``cfg`` win;
+    otherwise the stored (resolved) ones apply, so later changes of a preset's defaults do not
+    reach a run either.
+    """
+    data = stored.get("data") or {}
+    changes: dict[str, Any] = {}
+    if cfg.data.view_size is None:
+        changes["view_size"] = data.get("view_size", int(dataset.images.shape[-1]))
+    if cfg.data.solarize_p is None:
+        if "solarize_p" in data:
+            changes["solarize_p"] = data["solarize_p"]
+        elif preset_for(dataset, cfg.data.augment, supervised=supervised) == "grayscale":
+            changes["solarize_p"] = 0.0
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **changes)) if changes else cfg
 
 
 def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:

@@ -52,9 +52,17 @@ def test_interrupted_and_resumed_equals_uninterrupted(
 ) -> None:
     straight = train(_cfg(tmp_path / "a", method))
     expected = _weights(straight.method)
+    saved = _train_until_interrupted(_cfg(tmp_path / "b", method), monkeypatch)
+    assert saved["state"]["global_step"] == 5 and saved["state"]["step_in_epoch"] == 1
 
-    # Ctrl-C in the middle of epoch 1 (step 5 of 4 + 4): the step finishes, a checkpoint is
-    # written, KeyboardInterrupt propagates.
+    resumed = train(_cfg(tmp_path / "b", method), resume=True)
+    assert resumed.state.global_step == straight.state.global_step == 8
+    _assert_same_weights(resumed.method, expected, method)
+
+
+def _train_until_interrupted(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """Ctrl-C in the middle of epoch 1 (step 5 of 4 + 4): the step finishes, a checkpoint is
+    written, KeyboardInterrupt propagates. Returns the checkpoint."""
     original = trainer_mod._Loop.step
     calls = {"n": 0}
 
@@ -65,19 +73,38 @@ def test_interrupted_and_resumed_equals_uninterrupted(
             os.kill(os.getpid(), signal.SIGINT)
         return out
 
-    monkeypatch.setattr(trainer_mod._Loop, "step", step_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(tmp_path / "b", method))
-    monkeypatch.setattr(trainer_mod._Loop, "step", original)
-    saved = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
-    assert saved["state"]["global_step"] == 5 and saved["state"]["step_in_epoch"] == 1
+    with monkeypatch.context() as patched:
+        patched.setattr(trainer_mod._Loop, "step", step_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    saved: dict[str, object] = torch.load(Path(str(cfg.train.out)) / "last.pt", weights_only=True)
+    return saved
 
-    resumed = train(_cfg(tmp_path / "b", method), resume=True)
-    assert resumed.state.global_step == straight.state.global_step == 8
-    got = _weights(resumed.method)
+
+def _assert_same_weights(method: Method, expected: dict[str, torch.Tensor], name: str) -> None:
+    got = _weights(method)
     assert got.keys() == expected.keys()
     for k in expected:
-        assert torch.equal(got[k], expected[k]), f"{method}: {k} differs after resume"
+        assert torch.equal(got[k], expected[k]), f"{name}: {k} differs after resume"
+
+
+def test_resuming_a_run_keeps_the_views_it_started_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run resumed without view settings continues with the views its checkpoint names, even
+    a run from before ``data.view_size`` / ``data.solarize_p`` (full-size, unsolarized views):
+    the preset's later defaults (20×20, solarized) must not switch its views mid-run."""
+    views = ("data.view_size=28", "data.solarize_p=0")
+    expected = _weights(train(_cfg(tmp_path / "a", "simclr", *views)).method)
+    saved = _train_until_interrupted(_cfg(tmp_path / "b", "simclr", *views), monkeypatch)
+    config = saved["config"]
+    assert isinstance(config, dict)
+    del config["data"]["view_size"], config["data"]["solarize_p"]  # as an old run wrote it
+    torch.save(saved, tmp_path / "b" / "last.pt")
+    resumed = train(_cfg(tmp_path / "b", "simclr"), resume=True)
+    assert resumed.augment.size == (28, 28)
+    assert {spec.solarize_p for spec in resumed.augment.specs} == {0.0}
+    _assert_same_weights(resumed.method, expected, "simclr")
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
