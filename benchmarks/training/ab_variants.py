@@ -12,6 +12,11 @@ before the mode), then the usual evaluation. Everything after ``--`` goes to ``c
     features (the "BNNeck" of Luo et al. 2019, "Bag of Tricks and a Strong Baseline for Deep
     Person Re-identification"): features are centred and scaled per channel (batch statistics in
     training, running ones in evaluation), which the cosine kNN does not do itself (eighth round);
+  - ``--conv-stem C`` replaces the space-to-depth stem by a learned one at full resolution:
+    conv3×3 (C channels) → max-pool 2 → BN → ReLU, so unit 1 reads C channels instead of the
+    4 pixels of each 2×2 patch (ninth round);
+  - ``--debiased TAU_PLUS``: SimCLR trains with the debiased NT-Xent of Chuang et al. (2020)
+    at class prior TAU_PLUS (0.1 for ten balanced classes) instead of ``nt_xent`` (ninth round);
   - ``--view-set KEY=VALUE`` (repeatable) replaces a field of every view of the Fashion-MNIST
     presets (``grayscale`` and ``grayscale-supervised``), e.g. ``brightness=0.8`` or
     ``solarize_p=0.2``; values are parsed as Python literals (eighth round).
@@ -62,7 +67,10 @@ class BasicBlock(nn.Module):
 
 
 def patch_small_cnn(
-    res_blocks: tuple[int, int, int], feature_dropout: float, bn_neck: bool = False
+    res_blocks: tuple[int, int, int],
+    feature_dropout: float,
+    bn_neck: bool = False,
+    conv_stem: int = 0,
 ) -> None:
     """Change ``SmallCNN`` (every instance built afterwards) in this process."""
     base_init = small_cnn.SmallCNN.__init__
@@ -77,6 +85,18 @@ def patch_small_cnn(
                 unit.append(BasicBlock(width))
         if bn_neck:
             self.neck = nn.BatchNorm1d(self.feat_dim, affine=False)
+        if conv_stem:
+            first = self.unit1[0]
+            assert isinstance(first, nn.Conv2d)
+            stem_conv = nn.Conv2d(first.in_channels // 4, conv_stem, 3, padding=1, bias=False)
+            unit1_conv = nn.Conv2d(conv_stem, first.out_channels, 3, padding=1, bias=False)
+            for conv in (stem_conv, unit1_conv):
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            stem = nn.Sequential(
+                stem_conv, nn.MaxPool2d(2), nn.BatchNorm2d(conv_stem), nn.ReLU(inplace=True)
+            )
+            self.stem = stem  # type: ignore[assignment]
+            self.unit1[0] = unit1_conv
 
     def forward(self: small_cnn.SmallCNN, x: Tensor) -> Tensor:
         y = base_forward(self, x)
@@ -85,10 +105,53 @@ def patch_small_cnn(
             y = neck(y.float())
         return F.dropout(y, feature_dropout, self.training)
 
-    if any(res_blocks) or bn_neck:
+    if any(res_blocks) or bn_neck or conv_stem:
         small_cnn.SmallCNN.__init__ = init  # type: ignore[method-assign]
     if feature_dropout > 0 or bn_neck:
         small_cnn.SmallCNN.forward = forward  # type: ignore[method-assign]
+
+
+def debiased_nt_xent(
+    z1: Tensor, z2: Tensor, temperature: object, *, step: int | None = None, tau_plus: float
+) -> Tensor:
+    """Debiased NT-Xent (Chuang et al. 2020, "Debiased Contrastive Learning", eq. 6).
+
+    ``z1``, ``z2``: (B, D) projections of two views. Each of the 2B views is an anchor with one
+    positive and N = 2B − 2 negatives, of which a fraction ``tau_plus`` (the class prior) is
+    assumed to share the anchor's class. The negative term Σ exp(s⁻/τ) is replaced by
+    N · max((mean exp(s⁻/τ) − τ⁺ exp(s⁺/τ)) / (1 − τ⁺), exp(−1/τ)). A fixed τ only.
+    """
+    from contrastlab.temperature import as_policy
+
+    policy = as_policy(temperature)  # type: ignore[arg-type]
+    tau = float(policy(torch.zeros(1), step=step, positive=torch.zeros(1, dtype=torch.bool)))
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n2 = z.shape[0]
+    b = n2 // 2
+    sim = z @ z.T / tau
+    idx = torch.arange(n2, device=z.device)
+    partner = (idx + b) % n2
+    pos = sim[idx, partner]
+    mask = torch.ones_like(sim, dtype=torch.bool)
+    mask[idx, idx] = False
+    mask[idx, partner] = False
+    shift = sim.masked_fill(~mask, float("-inf")).amax(dim=1).clamp_min(pos).detach()
+    exp_neg = torch.exp(sim - shift[:, None]).masked_fill(~mask, 0.0)
+    exp_pos = torch.exp(pos - shift)
+    n_neg = n2 - 2
+    ng = (exp_neg.sum(dim=1) / n_neg - tau_plus * exp_pos) / (1.0 - tau_plus)
+    ng = torch.maximum(ng, torch.exp(-1.0 / tau - shift))
+    return (-torch.log(exp_pos / (exp_pos + n_neg * ng))).mean()
+
+
+def patch_loss(tau_plus: float) -> None:
+    """SimCLR trains with the debiased NT-Xent at class prior ``tau_plus`` in this process."""
+    from contrastlab.methods import simclr
+
+    def loss(z1: Tensor, z2: Tensor, temperature: object, *, step: int | None = None) -> Tensor:
+        return debiased_nt_xent(z1, z2, temperature, step=step, tau_plus=tau_plus)
+
+    setattr(simclr, "nt_xent", loss)  # noqa: B010 (replace the module's binding)
 
 
 def patch_views(assignments: list[str]) -> None:
@@ -155,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feature-dropout", type=float, default=0.0, help="dropout on features")
     parser.add_argument("--bn-neck", action="store_true", help="BatchNorm1d on pooled features")
     parser.add_argument(
+        "--conv-stem", type=int, default=0, help="C: conv3x3(C)-maxpool-BN-ReLU stem at full size"
+    )
+    parser.add_argument(
+        "--debiased", type=float, default=0.0, help="SimCLR: debiased NT-Xent, class prior"
+    )
+    parser.add_argument(
         "--view-set", action="append", default=[], help="KEY=VALUE for the Fashion-MNIST views"
     )
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -168,8 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--res-blocks needs three counts >= 0, got {ns.res_blocks!r}")
     if not 0.0 <= ns.feature_dropout < 1.0:
         parser.error(f"--feature-dropout must be in [0, 1), got {ns.feature_dropout}")
-    patch_small_cnn((blocks[0], blocks[1], blocks[2]), ns.feature_dropout, ns.bn_neck)
+    if ns.conv_stem < 0:
+        parser.error(f"--conv-stem must be >= 0 channels, got {ns.conv_stem}")
+    patch_small_cnn((blocks[0], blocks[1], blocks[2]), ns.feature_dropout, ns.bn_neck, ns.conv_stem)
     patch_views(ns.view_set)
+    if not 0.0 <= ns.debiased < 1.0:
+        parser.error(f"--debiased must be in [0, 1), got {ns.debiased}")
+    if ns.debiased:
+        patch_loss(ns.debiased)
     if ns.mode == "eval-sizes":
         eval_sizes(ns.run_dir, [int(s) for s in ns.sizes.split(",")])
         return 0
