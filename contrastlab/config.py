@@ -75,6 +75,9 @@ class ModelConfig:
     default (``contrastlab.methods.SMALL_CNN_DEFAULTS``): widths 48-96-192-1024 and pools "1,2"
     for SupCon, widths 32-64-128-1024 and pools "1,3" otherwise; with ``width`` set and
     ``feat_dim`` None the last width is 32 × width (see ``contrastlab.nn.small_cnn``).
+    ``stem_width`` chooses the small CNN's stem: 0 is the space-to-depth stem (2×2 pixel
+    patches), C > 0 a learned one at full resolution (3×3 convolution with C channels, 2×2
+    max-pool, BN, ReLU); None is the method's default (16 for SupCon, 0 otherwise).
     ``cifar_stem`` is the ResNets' 3×3 stem."""
 
     backbone: str = "small_cnn"
@@ -82,6 +85,7 @@ class ModelConfig:
     width: int | None = None
     feat_dim: int | None = None
     pools: str | None = None
+    stem_width: int | None = None
     proj_hidden_dim: int = 512
     proj_dim: int = 128
     pred_hidden_dim: int = 512
@@ -279,13 +283,15 @@ def config_from_run(data: dict[str, Any]) -> Config:
 
     Keys added after the run was written take the value that rebuilds that run rather than
     today's default: a run without ``model.pools`` used a small CNN pooled after units 1 and 3,
-    and a null ``model.width`` / ``model.feat_dim`` meant width 32 and a last width of 32 × width.
+    one without ``model.stem_width`` the space-to-depth stem, and a null ``model.width`` / ``model.feat_dim`` meant width 32 and a last width of 32 × width.
     """
     cfg = config_from_dict(data)
     model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, dict) and cfg.model.backbone == "small_cnn":
         if "pools" not in model:
             cfg.model.pools = "1,3"
+        if "stem_width" not in model:  # before model.stem_width: the space-to-depth stem
+            cfg.model.stem_width = 0
         # runs store the resolved width and feat_dim; None is a run from before the method
         # defaults, when the width was 32 and the last width 32 × width
         if cfg.model.width is None:

@@ -136,7 +136,7 @@ def _pool_units(spec: str) -> tuple[bool, bool, bool]:
 
 def with_model_defaults(cfg: Config) -> Config:
     """A copy of ``cfg`` whose small-CNN keys left at None (``model.pools``, ``width``,
-    ``feat_dim``) hold what the method builds (``SMALL_CNN_DEFAULTS``), so that ``config.json``
+    ``feat_dim``, ``stem_width``) hold what the method builds (``SMALL_CNN_DEFAULTS``), so that ``config.json``
     and checkpoints name the architecture actually built and stay valid if the defaults change.
     A ``width`` set by the user takes the plain widths w-2w-4w-32w (unless ``feat_dim`` is set
     too); only a None ``width`` takes the method's four widths. Other backbones are returned
@@ -146,13 +146,18 @@ def with_model_defaults(cfg: Config) -> Config:
         return cfg
     method_defaults = SMALL_CNN_DEFAULTS.get(cfg.method.name, {})
     pools = mc.pools if mc.pools is not None else str(method_defaults.get("pools", "1,3"))
+    stem_width = (
+        mc.stem_width if mc.stem_width is not None else int(method_defaults.get("stem_width", 0))
+    )
     if mc.width is None:  # the method's widths, all four
         width = int(method_defaults.get("width", 32))
         last = int(method_defaults.get("feat_dim", 32 * width))
     else:  # a width of the user's: w, 2w, 4w, 32w
         width, last = mc.width, 32 * mc.width
     feat_dim = mc.feat_dim if mc.feat_dim is not None else last
-    model = dataclasses.replace(mc, pools=pools, width=width, feat_dim=feat_dim)
+    model = dataclasses.replace(
+        mc, pools=pools, width=width, feat_dim=feat_dim, stem_width=stem_width
+    )
     return dataclasses.replace(cfg, model=model)
 
 
@@ -242,10 +247,15 @@ def build_method(
                 w = small.width
                 kw["widths"] = (w, 2 * w, 4 * w, small.feat_dim)
                 kw["pools"] = _pool_units(small.pools)
+                kw["stem_width"] = small.stem_width
             elif mc.feat_dim is not None:
                 raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
             elif mc.pools is not None:
                 raise ValueError(f"pools is a small_cnn option; {mc.backbone} sets its own")
+            elif mc.stem_width is not None:
+                raise ValueError(
+                    f"stem_width is a small_cnn option; {mc.backbone} has cifar_stem instead"
+                )
             backbone = build_backbone(
                 mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, **kw
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from contrastlab.nn import BACKBONES, SmallCNN, build_backbone
 
@@ -126,4 +128,49 @@ def test_model_pools_config_key() -> None:
         build_method(apply_overrides(Config(), ["model.pools=1,4"]), in_channels=1)
     with pytest.raises(ConfigError, match="pools is a small_cnn option"):
         cfg = apply_overrides(Config(), ["model.backbone=resnet18", "model.pools=2"])
+        build_method(cfg, in_channels=3)
+
+
+def test_small_cnn_learned_stem() -> None:
+    """``stem_width=C``: a full-resolution conv3×3 → max-pool → BN → ReLU stem with C channels
+    replaces the space-to-depth stem; the map sizes after it are the same."""
+    torch.manual_seed(0)
+    patch = SmallCNN(widths=(8, 16, 32, 64))
+    learned = SmallCNN(widths=(8, 16, 32, 64), stem_width=6).eval()
+    x = torch.randn(3, 1, 28, 28)
+    assert learned.stem(x).shape == (3, 6, 14, 14) and patch.stem(x).shape == (3, 4, 14, 14)
+    conv = learned.stem[0]
+    assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.in_channels == 1
+    stem = torch.relu(learned.stem[2](F.max_pool2d(conv(x), 2)))
+    torch.testing.assert_close(learned.stem(x), stem)
+    assert learned(x).shape == (3, 64) and learned.min_size == patch.min_size
+    with pytest.raises(ValueError, match="stem_width"):
+        SmallCNN(stem_width=-1)
+
+
+def test_model_stem_width_config_key() -> None:
+    """``model.stem_width``: None is the method's default, resolved into the config; an old
+    run's config without the key rebuilds the space-to-depth stem; ResNets reject it."""
+    from contrastlab.config import (
+        Config,
+        ConfigError,
+        apply_overrides,
+        config_from_run,
+        config_to_dict,
+    )
+    from contrastlab.methods import SMALL_CNN_DEFAULTS, build_method, with_method_defaults
+
+    for name in ("simclr", "supcon"):
+        cfg = apply_overrides(Config(), [f"method.name={name}"])
+        want = int(SMALL_CNN_DEFAULTS.get(name, {}).get("stem_width", 0))
+        assert with_method_defaults(cfg).model.stem_width == want
+        assert build_method(cfg, in_channels=1).backbone.stem_width == want
+    cfg = apply_overrides(Config(), ["method.name=simclr", "model.stem_width=12"])
+    backbone = build_method(cfg, in_channels=1).backbone
+    assert backbone.stem_width == 12 and backbone.unit1[0].in_channels == 12
+    old = config_to_dict(with_method_defaults(apply_overrides(Config(), ["method.name=supcon"])))
+    del old["model"]["stem_width"]
+    assert config_from_run(old).model.stem_width == 0
+    with pytest.raises(ConfigError, match="stem_width is a small_cnn option"):
+        cfg = apply_overrides(Config(), ["model.backbone=resnet18", "model.stem_width=8"])
         build_method(cfg, in_channels=3)
