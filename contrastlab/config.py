@@ -160,7 +160,11 @@ class TrainConfig:
     epoch, the weighted kNN top-1 of the backbone on fixed subsets (5,000 train images as the
     bank, 1,000 test queries; labelled data only), logged as ``knn_monitor_top1``.
     ``diagnostics_every`` (epochs; 0 = off) and ``diagnostics_samples``: the representation
-    diagnostics on a fixed subset of the test split."""
+    diagnostics on a fixed subset of the test split. ``precise_bn``: after the last step, the
+    backbone's BatchNorm running statistics are recomputed over this many unaugmented training
+    images at their own size (PreciseBN, Wu & Johnson 2021), so that they describe the images
+    the encoder is evaluated on; 0 = off; None (default) = 10,000 when the training views are
+    resized to another side than the images' (``data.view_size``), else 0."""
 
     epochs: int | None = None
     max_time: float | None = None
@@ -176,6 +180,7 @@ class TrainConfig:
     knn_monitor: bool = True
     diagnostics_every: int = 1
     diagnostics_samples: int = 2048
+    precise_bn: int | None = None
 
 
 @dataclass

@@ -20,7 +20,7 @@ from contrastlab.engine.trainer import (
     placed,
     prepare_run,
     train,
-    with_stored_views,
+    with_stored_defaults,
 )
 from contrastlab.eval import bf16_enabled
 
@@ -105,7 +105,7 @@ def evaluate_saved_run(
     cfg = apply_overrides(config_from_run(stored), list(overrides))
     train_set, test_set, device = prepare_run(cfg)
     method = placed(method_for(cfg, train_set, backbone), cfg, device)
-    cfg = with_stored_views(cfg, stored, train_set, supervised=method.needs_labels)
+    cfg = with_stored_defaults(cfg, stored, train_set, supervised=method.needs_labels)
     ckpt = load_checkpoint(path / CHECKPOINT)
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]

@@ -46,6 +46,7 @@ from contrastlab.engine.optim import build_optimizer, param_groups
 from contrastlab.engine.schedule import warmup_cosine
 from contrastlab.eval import KNNMonitor, bf16_enabled
 from contrastlab.methods import Method, build_method, default_lr, with_method_defaults
+from contrastlab.nn import recompute_bn_stats
 
 __all__ = [
     "RunState",
@@ -57,7 +58,7 @@ __all__ = [
     "prepare_run",
     "resolve_device",
     "train",
-    "with_stored_views",
+    "with_stored_defaults",
 ]
 
 CHECKPOINT = "last.pt"
@@ -238,7 +239,7 @@ def train(
     ckpt: dict[str, Any] | None = None
     if resume and (ckpt_path.exists() or previous_path(ckpt_path).exists()):
         ckpt, _ = load_latest(out, CHECKPOINT)
-        cfg = with_stored_views(cfg, ckpt["config"], train_set, supervised=method.needs_labels)
+        cfg = with_stored_defaults(cfg, ckpt["config"], train_set, supervised=method.needs_labels)
     augment = augment_of(cfg, train_set, method)
     if cfg.data.view_size is None and augment.size is not None and len(set(augment.size)) == 1:
         # config.json names the views' side actually used (the preset's), not "default"
@@ -248,6 +249,12 @@ def train(
         cfg = dataclasses.replace(
             cfg, data=dataclasses.replace(cfg.data, solarize_p=augment.specs[0].solarize_p)
         )
+    if cfg.train.precise_bn is None:  # PreciseBN where the views' size differs from the images'
+        resized = augment.size is not None and augment.size != tuple(train_set.images.shape[-2:])
+        n_bn = PRECISE_BN_IMAGES if resized else 0
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precise_bn=n_bn))
+    elif cfg.train.precise_bn < 0:
+        raise ConfigError(f"train.precise_bn must be >= 0 images, got {cfg.train.precise_bn}")
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
     state = RunState()
@@ -311,6 +318,8 @@ def train(
                     record["knn_monitor_top1"] = monitor(method.backbone)
                 if epochs is not None and state.epoch >= epochs:
                     state.done = True
+                if state.done and cfg.train.precise_bn:
+                    record["precise_bn_seconds"] = _precise_bn(cfg, method, train_set, device)
                 logger.log(record, step=state.global_step)
                 if stop.requested:
                     checkpoint()
@@ -323,6 +332,31 @@ def train(
     return result
 
 
+#: images ``train.precise_bn`` None uses where the training views are resized.
+PRECISE_BN_IMAGES = 10_000
+
+
+def _precise_bn(cfg: Config, method: Method, dataset: ImageDataset, device: torch.device) -> float:
+    """Recompute the backbone's BN statistics over ``cfg.train.precise_bn`` unaugmented training
+    images (a seeded subset, batches of ~512); returns the seconds taken."""
+    t0 = time.perf_counter()
+    n = min(int(cfg.train.precise_bn or 0), len(dataset))
+    if n < 2:
+        return 0.0
+    gen = torch.Generator().manual_seed(cfg.train.seed + 29)
+    order = torch.randperm(len(dataset), generator=gen)[:n]
+    norm = normalizer(dataset)
+
+    def batches() -> Iterator[Tensor]:
+        for idx in torch.tensor_split(order, math.ceil(n / 512)):
+            x = norm(dataset.images[idx].to(device))
+            yield x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
+
+    with autocast_for(device, cfg.train.amp):
+        recompute_bn_stats(method.backbone, batches())
+    return time.perf_counter() - t0
+
+
 def placed(method: Method, cfg: Config, device: torch.device) -> Method:
     """``method`` on ``device``, in channels-last memory format when ``cfg.train.channels_last``
     (training and re-evaluation share it, so that their features match bit for bit)."""
@@ -332,18 +366,22 @@ def placed(method: Method, cfg: Config, device: torch.device) -> Method:
     return method
 
 
-def with_stored_views(
+def with_stored_defaults(
     cfg: Config, stored: dict[str, Any], dataset: ImageDataset, *, supervised: bool
 ) -> Config:
-    """``cfg`` with the training views of a run whose config.json is ``stored``.
+    """``cfg`` with the training views and ``train.precise_bn`` of a run whose config.json is
+    ``stored``.
 
-    Runs written before ``data.view_size`` and ``data.solarize_p`` existed made their views at
-    the images' own size and, with the "grayscale" preset, unsolarized; a preset's later default
-    must not change them when such a run is resumed or re-evaluated. Values set in ``cfg`` win;
-    otherwise the stored (resolved) ones apply, so later changes of a preset's defaults do not
-    reach a run either.
+    Runs written before ``data.view_size``, ``data.solarize_p`` and ``train.precise_bn`` existed
+    made their views at the images' own size and, with the "grayscale" preset, unsolarized, and
+    did not recompute BN statistics; a later default must not change them when such a run is
+    resumed or re-evaluated. Values set in ``cfg`` win; otherwise the stored (resolved) ones
+    apply, so later changes of a preset's defaults do not reach a run either.
     """
     data = stored.get("data") or {}
+    if cfg.train.precise_bn is None:
+        stored_bn = (stored.get("train") or {}).get("precise_bn", 0)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precise_bn=stored_bn))
     changes: dict[str, Any] = {}
     if cfg.data.view_size is None:
         changes["view_size"] = data.get("view_size", int(dataset.images.shape[-1]))

@@ -13,6 +13,7 @@ from contrastlab.nn.heads import (
     moco_v2_head,
     simclr_head,
 )
+from contrastlab.nn.precise_bn import recompute_bn_stats
 from contrastlab.nn.queue import FeatureQueue
 from contrastlab.nn.resnet import ResNet, resnet18, resnet34, resnet50
 from contrastlab.nn.small_cnn import SmallCNN
@@ -31,6 +32,7 @@ __all__ = [
     "copy_frozen",
     "ema_update",
     "moco_v2_head",
+    "recompute_bn_stats",
     "resnet18",
     "resnet34",
     "resnet50",

@@ -332,3 +332,36 @@ def test_view_overrides_reach_the_training_views() -> None:
         augment_of(apply_overrides(Config(), ["data.solarize_p=2.0"]), dataset, unsupervised)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="data.solarize_p"):
         apply_overrides(Config(), ["data.solarize_p=often"])
+
+
+def test_precise_bn_recomputes_the_backbone_statistics_on_full_size_images(tmp_path: Path) -> None:
+    """With 20×20 training views on 28×28 images, ``train.precise_bn`` None resolves to 10,000
+    and the trained backbone's BN statistics describe the unaugmented full-size training images:
+    the first BN layer's running mean and variance equal those of its input over all 512
+    training images (one batch). With views at the images' size it resolves to 0."""
+    from contrastlab.engine.evaluate import normalizer
+    from contrastlab.engine.trainer import with_stored_defaults
+
+    quiet = ("train.epochs=1", "train.amp=false", "train.knn_monitor=false", "train.diagnostics_every=0")
+    result = train(_cfg(tmp_path / "p", "simclr", *quiet))
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["train"]["precise_bn"] == 10_000
+    backbone = result.method.backbone
+    images = normalizer(result.train_set)(result.train_set.images)
+    with torch.no_grad():
+        conv, pool, bn = backbone.unit1[0], backbone.unit1[1], backbone.unit1[2]
+        pre = pool(conv(backbone.stem(images.contiguous(memory_format=torch.channels_last))))
+    flat = pre.transpose(0, 1).reshape(pre.shape[1], -1)
+    torch.testing.assert_close(bn.running_mean, flat.mean(dim=1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, flat.var(dim=1), rtol=1e-4, atol=1e-5)
+    saved = torch.load(tmp_path / "p" / "encoder.pt", weights_only=True)
+    assert torch.equal(saved["unit1.2.running_mean"], bn.running_mean)
+
+    full = train(_cfg(tmp_path / "f", "simclr", *quiet, "data.view_size=28"))
+    assert json.loads((tmp_path / "f" / "config.json").read_text())["train"]["precise_bn"] == 0
+    with torch.no_grad():
+        b = full.method.backbone
+        pre = b.unit1[1](b.unit1[0](b.stem(images.contiguous(memory_format=torch.channels_last))))
+    assert not torch.allclose(b.unit1[2].running_mean, pre.mean(dim=(0, 2, 3)), rtol=1e-3)
+    # a run from before train.precise_bn did not recompute; resuming it must not either
+    old = with_stored_defaults(_cfg(tmp_path / "o"), {"train": {}}, result.train_set, supervised=False)
+    assert old.train.precise_bn == 0
