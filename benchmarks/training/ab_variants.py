@@ -1,6 +1,6 @@
 """Issue-5 A/B runs of encoder variants that are not library options (seventh round).
 
-Two modes:
+Three modes:
 
 ``train``: ``contrastlab train`` with the small CNN changed in one of two ways (options given
 before the mode), then the usual evaluation. Everything after ``--`` goes to ``contrastlab train`` unchanged.
@@ -20,6 +20,10 @@ before the mode), then the usual evaluation. Everything after ``--`` goes to ``c
   - ``--view-set KEY=VALUE`` (repeatable) replaces a field of every view of the Fashion-MNIST
     presets (``grayscale`` and ``grayscale-supervised``), e.g. ``brightness=0.8`` or
     ``solarize_p=0.2``; values are parsed as Python literals (eighth round).
+
+``eval-precise-bn``: re-evaluates a saved run as saved and after recomputing its backbone's BN
+statistics (``contrastlab.nn.recompute_bn_stats``) over ``--images`` unaugmented training images
+(ninth round; batches of 500 of a seeded order).
 
 ``eval-sizes``: re-evaluates a saved run (kNN and linear probe, as ``contrastlab eval``) with the
 train and test images resized to each side in ``--sizes`` (bilinear, antialiased) before the
@@ -207,6 +211,37 @@ def eval_sizes(run_dir: Path, sizes: list[int]) -> None:
     evaluate.normalizer = native
 
 
+def eval_precise_bn(run_dir: Path, images: list[int]) -> None:
+    """Print kNN and linear-probe top-1 of a saved run's backbone as saved, then after
+    recomputing its BN statistics over each count of unaugmented training images (ninth round)."""
+    from contrastlab.config import config_from_run
+    from contrastlab.engine import evaluate
+    from contrastlab.engine.checkpoint import load_checkpoint
+    from contrastlab.engine.trainer import CHECKPOINT, method_for, placed, prepare_run
+    from contrastlab.nn import recompute_bn_stats
+
+    cfg = config_from_run(json.loads((run_dir / "config.json").read_text()))
+    train_set, test_set, device = prepare_run(cfg)
+    method = placed(method_for(cfg, train_set, None), cfg, device)
+    method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["method"])
+    norm = evaluate.normalizer(train_set)
+    for count in [0, *images]:
+        if count:
+            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
+            batches = (
+                norm(train_set.images[idx]).contiguous(memory_format=torch.channels_last)
+                for idx in torch.split(order[:count], 500)
+            )
+            recompute_bn_stats(method.backbone, batches)
+        with torch.no_grad():
+            out = evaluate.evaluate_backbone(method.backbone, train_set, test_set, cfg, device)
+        print(
+            f"{run_dir.name}  precise BN over {count} images: linear {out['linear_top1']:.2f}  "
+            f"kNN {out['knn_top1']:.2f}",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     passthrough: list[str] = []
@@ -231,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("eval-sizes", help="re-evaluate a saved run at other input sides")
     ev.add_argument("run_dir", type=Path)
     ev.add_argument("--sizes", default="28,32", help="comma-separated input sides (even)")
+    pbn = sub.add_parser("eval-precise-bn", help="re-evaluate a saved run after PreciseBN")
+    pbn.add_argument("run_dir", type=Path)
+    pbn.add_argument("--images", default="60000", help="comma-separated image counts")
     ns = parser.parse_args(args)
     blocks = tuple(int(v) for v in ns.res_blocks.split(","))
     if len(blocks) != 3 or min(blocks) < 0:
@@ -245,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--debiased must be in [0, 1), got {ns.debiased}")
     if ns.debiased:
         patch_loss(ns.debiased)
+    if ns.mode == "eval-precise-bn":
+        eval_precise_bn(ns.run_dir, [int(n) for n in ns.images.split(",")])
+        return 0
     if ns.mode == "eval-sizes":
         eval_sizes(ns.run_dir, [int(s) for s in ns.sizes.split(",")])
         return 0
