@@ -310,16 +310,16 @@ def train(
         with _deferred_interrupt() as stop:
             while (epochs is None or state.epoch < epochs) and not state.done:
                 record = loop.run_epoch(stop)
+                if epochs is not None and state.epoch >= epochs:
+                    state.done = True
+                if state.done and cfg.train.precise_bn:  # before the last epoch's logs
+                    record["precise_bn_seconds"] = _precise_bn(cfg, method, train_set, device)
                 if diagnostics is not None and (
                     state.epoch % cfg.train.diagnostics_every == 0 or state.done or stop.requested
                 ):
                     record.update(diagnostics(method, state.global_step))
                 if monitor is not None:
                     record["knn_monitor_top1"] = monitor(method.backbone)
-                if epochs is not None and state.epoch >= epochs:
-                    state.done = True
-                if state.done and cfg.train.precise_bn:
-                    record["precise_bn_seconds"] = _precise_bn(cfg, method, train_set, device)
                 logger.log(record, step=state.global_step)
                 if stop.requested:
                     checkpoint()

@@ -191,12 +191,12 @@ def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
         return with_model_defaults(apply_overrides(Config(), list(sets))).model
 
     sup = model("method.name=supcon")
-    assert (sup.width, sup.feat_dim, sup.pools) == (48, 1024, "1,2")
+    assert (sup.width, sup.feat_dim, sup.pools, sup.stem_width) == (48, 1024, "1,2", 16)
     sim = model("method.name=simclr")
-    assert (sim.width, sim.feat_dim, sim.pools) == (32, 1024, "1,3")
+    assert (sim.width, sim.feat_dim, sim.pools, sim.stem_width) == (32, 1024, "1,3", 0)
     built = build_method(apply_overrides(Config(), ["method.name=supcon"]), in_channels=1)
     widths = [m.out_channels for m in built.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert widths == [48, 96, 192, 1024] and built.feat_dim == 1024
+    assert widths == [16, 48, 96, 192, 1024] and built.feat_dim == 1024  # the learned stem first
     own = model("method.name=supcon", "model.width=8")
     assert (own.width, own.feat_dim, own.pools) == (8, 256, "1,2")
     both = model("method.name=supcon", "model.width=8", "model.feat_dim=64")
