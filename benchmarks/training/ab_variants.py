@@ -45,6 +45,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -174,10 +175,9 @@ def patch_views(assignments: list[str]) -> None:
         augment.PRESETS[name] = tuple(dataclasses.replace(s, **changes) for s in specs)  # type: ignore[arg-type]
 
 
-def eval_sizes(run_dir: Path, sizes: list[int]) -> None:
-    """Print kNN and linear-probe top-1 of a saved run's backbone at each input side."""
+def _load_run(run_dir: Path) -> tuple[Any, Any, Any, Any, torch.device]:
+    """(config, trained method, train set, test set, device) of a saved run directory."""
     from contrastlab.config import config_from_run
-    from contrastlab.engine import evaluate
     from contrastlab.engine.checkpoint import load_checkpoint
     from contrastlab.engine.trainer import CHECKPOINT, method_for, placed, prepare_run
 
@@ -185,6 +185,27 @@ def eval_sizes(run_dir: Path, sizes: list[int]) -> None:
     train_set, test_set, device = prepare_run(cfg)
     method = placed(method_for(cfg, train_set, None), cfg, device)
     method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["method"])
+    return cfg, method, train_set, test_set, device
+
+
+def _print_eval(label: str, cfg: Any, method: Any, train_set: Any, test_set: Any, device: Any) -> None:
+    """Evaluate the backbone (kNN and linear probe, as ``contrastlab eval``) and print one line."""
+    from contrastlab.engine import evaluate
+
+    with torch.no_grad():
+        out = evaluate.evaluate_backbone(method.backbone, train_set, test_set, cfg, device)
+    print(
+        f"{label}: linear {out['linear_top1']:.2f}  kNN {out['knn_top1']:.2f}  "
+        f"({out['eval_seconds']:.0f} s)",
+        flush=True,
+    )
+
+
+def eval_sizes(run_dir: Path, sizes: list[int]) -> None:
+    """Print kNN and linear-probe top-1 of a saved run's backbone at each input side."""
+    from contrastlab.engine import evaluate
+
+    cfg, method, train_set, test_set, device = _load_run(run_dir)
     native = evaluate.normalizer
 
     for side in sizes:
@@ -201,29 +222,17 @@ def eval_sizes(run_dir: Path, sizes: list[int]) -> None:
             return fn
 
         evaluate.normalizer = resized  # type: ignore[assignment]
-        with torch.no_grad():
-            out = evaluate.evaluate_backbone(method.backbone, train_set, test_set, cfg, device)
-        print(
-            f"{run_dir.name}  side {side}: linear {out['linear_top1']:.2f}  "
-            f"kNN {out['knn_top1']:.2f}  ({out['eval_seconds']:.0f} s)",
-            flush=True,
-        )
+        _print_eval(f"{run_dir.name}  side {side}", cfg, method, train_set, test_set, device)
     evaluate.normalizer = native
 
 
 def eval_precise_bn(run_dir: Path, images: list[int]) -> None:
     """Print kNN and linear-probe top-1 of a saved run's backbone as saved, then after
     recomputing its BN statistics over each count of unaugmented training images (ninth round)."""
-    from contrastlab.config import config_from_run
     from contrastlab.engine import evaluate
-    from contrastlab.engine.checkpoint import load_checkpoint
-    from contrastlab.engine.trainer import CHECKPOINT, method_for, placed, prepare_run
     from contrastlab.nn import recompute_bn_stats
 
-    cfg = config_from_run(json.loads((run_dir / "config.json").read_text()))
-    train_set, test_set, device = prepare_run(cfg)
-    method = placed(method_for(cfg, train_set, None), cfg, device)
-    method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["method"])
+    cfg, method, train_set, test_set, device = _load_run(run_dir)
     norm = evaluate.normalizer(train_set)
     for count in [0, *images]:
         if count:
@@ -233,13 +242,8 @@ def eval_precise_bn(run_dir: Path, images: list[int]) -> None:
                 for idx in torch.split(order[:count], 500)
             )
             recompute_bn_stats(method.backbone, batches)
-        with torch.no_grad():
-            out = evaluate.evaluate_backbone(method.backbone, train_set, test_set, cfg, device)
-        print(
-            f"{run_dir.name}  precise BN over {count} images: linear {out['linear_top1']:.2f}  "
-            f"kNN {out['knn_top1']:.2f}",
-            flush=True,
-        )
+        label = f"{run_dir.name}  precise BN over {count} images"
+        _print_eval(label, cfg, method, train_set, test_set, device)
 
 
 def main(argv: list[str] | None = None) -> int:
