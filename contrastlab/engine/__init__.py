@@ -10,5 +10,6 @@ The usual entry points::
 Submodules: :mod:`~.trainer` (the loop, exact resume), :mod:`~.evaluate` (kNN, linear probe,
 summary), :mod:`~.diagnostics` (per-epoch representation metrics), :mod:`~.checkpoint` (atomic,
 ``weights_only``), :mod:`~.logging` (JSONL, TensorBoard, progress bars), :mod:`~.optim` (SGD, LARS,
-AdamW with bias/norm exclusion), :mod:`~.schedule` (warmup + cosine), :mod:`~.distributed`.
+AdamW with bias/norm exclusion), :mod:`~.schedule` (warmup + cosine), :mod:`~.views` (a run's training views, also when resumed
+or re-evaluated), :mod:`~.distributed`.
 """

@@ -31,7 +31,7 @@ from contrastlab.config import (
     config_to_dict,
     planned_epochs,
 )
-from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, load_dataset, preset_for
+from contrastlab.data import ImageDataset, MultiViewAugment, load_dataset
 from contrastlab.engine.checkpoint import (
     capture_rng_state,
     load_latest,
@@ -44,6 +44,7 @@ from contrastlab.engine.evaluate import normalizer
 from contrastlab.engine.logging import RunLogger, progress_bar
 from contrastlab.engine.optim import build_optimizer, param_groups
 from contrastlab.engine.schedule import warmup_cosine
+from contrastlab.engine.views import augment_of, with_stored_defaults
 from contrastlab.eval import KNNMonitor, bf16_enabled
 from contrastlab.methods import Method, build_method, default_lr, with_method_defaults
 from contrastlab.nn import recompute_bn_stats
@@ -364,53 +365,6 @@ def placed(method: Method, cfg: Config, device: torch.device) -> Method:
     if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return method
-
-
-def with_stored_defaults(
-    cfg: Config, stored: dict[str, Any], dataset: ImageDataset, *, supervised: bool
-) -> Config:
-    """``cfg`` with the training views and ``train.precise_bn`` of a run whose config.json is
-    ``stored``.
-
-    Runs written before ``data.view_size``, ``data.solarize_p`` and ``train.precise_bn`` existed
-    made their views at the images' own size and, with the "grayscale" preset, unsolarized, and
-    did not recompute BN statistics; a later default must not change them when such a run is
-    resumed or re-evaluated. Values set in ``cfg`` win; otherwise the stored (resolved) ones
-    apply, so later changes of a preset's defaults do not reach a run either.
-    """
-    data = stored.get("data") or {}
-    if cfg.train.precise_bn is None:
-        stored_bn = (stored.get("train") or {}).get("precise_bn", 0)
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precise_bn=stored_bn))
-    changes: dict[str, Any] = {}
-    if cfg.data.view_size is None:
-        changes["view_size"] = data.get("view_size", int(dataset.images.shape[-1]))
-    if cfg.data.solarize_p is None:
-        if "solarize_p" in data:
-            changes["solarize_p"] = data["solarize_p"]
-        elif preset_for(dataset, cfg.data.augment, supervised=supervised) == "grayscale":
-            changes["solarize_p"] = 0.0
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **changes)) if changes else cfg
-
-
-def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:
-    """The training views of ``cfg.data`` for ``dataset``: the configured preset, or the
-    dataset's default (its supervised one for methods that need labels), at
-    ``cfg.data.view_size`` (None: the preset's view size, else the images' size)."""
-    if cfg.data.view_size is not None and cfg.data.view_size < 1:
-        raise ConfigError(f"data.view_size must be a positive side in pixels, got {cfg.data.view_size}")
-    return augment_for(
-        dataset,
-        cfg.data.augment,
-        views=cfg.data.views,
-        size=cfg.data.view_size,
-        channels_last=cfg.train.channels_last,
-        crop_min=cfg.data.crop_min,
-        erase_p=cfg.data.erase_p,
-        translate=cfg.data.translate,
-        solarize_p=cfg.data.solarize_p,
-        supervised=method.needs_labels,
-    )
 
 
 def method_for(cfg: Config, dataset: ImageDataset, backbone: torch.nn.Module | None) -> Method:
