@@ -9,7 +9,6 @@ epoch and on Ctrl-C; ``resume=True`` continues exactly where it stopped, down to
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import signal
@@ -26,7 +25,6 @@ from torch import Tensor
 
 from contrastlab.config import (
     Config,
-    ConfigError,
     config_from_run,
     config_to_dict,
     planned_epochs,
@@ -44,7 +42,7 @@ from contrastlab.engine.evaluate import normalizer
 from contrastlab.engine.logging import RunLogger, progress_bar
 from contrastlab.engine.optim import build_optimizer, param_groups
 from contrastlab.engine.schedule import warmup_cosine
-from contrastlab.engine.views import augment_of, with_stored_defaults
+from contrastlab.engine.views import augment_of, with_resolved_views, with_stored_defaults
 from contrastlab.eval import KNNMonitor, bf16_enabled
 from contrastlab.methods import Method, build_method, default_lr, with_method_defaults
 from contrastlab.nn import recompute_bn_stats
@@ -242,20 +240,7 @@ def train(
         ckpt, _ = load_latest(out, CHECKPOINT)
         cfg = with_stored_defaults(cfg, ckpt["config"], train_set, supervised=method.needs_labels)
     augment = augment_of(cfg, train_set, method)
-    if cfg.data.view_size is None and augment.size is not None and len(set(augment.size)) == 1:
-        # config.json names the views' side actually used (the preset's), not "default"
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, view_size=augment.size[0]))
-    if cfg.data.solarize_p is None and len({s.solarize_p for s in augment.specs}) == 1:
-        # likewise the solarization used, so that a later change of the preset's cannot alter it
-        cfg = dataclasses.replace(
-            cfg, data=dataclasses.replace(cfg.data, solarize_p=augment.specs[0].solarize_p)
-        )
-    if cfg.train.precise_bn is None:  # PreciseBN where the views' size differs from the images'
-        resized = augment.size is not None and augment.size != tuple(train_set.images.shape[-2:])
-        n_bn = PRECISE_BN_IMAGES if resized else 0
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precise_bn=n_bn))
-    elif cfg.train.precise_bn < 0:
-        raise ConfigError(f"train.precise_bn must be >= 0 images, got {cfg.train.precise_bn}")
+    cfg = with_resolved_views(cfg, augment, train_set)
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
     state = RunState()
@@ -331,10 +316,6 @@ def train(
         logger.close()
     torch.save(method.backbone.state_dict(), out / "encoder.pt")
     return result
-
-
-#: images ``train.precise_bn`` None uses where the training views are resized.
-PRECISE_BN_IMAGES = 10_000
 
 
 def _precise_bn(cfg: Config, method: Method, dataset: ImageDataset, device: torch.device) -> float:

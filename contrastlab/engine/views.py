@@ -10,7 +10,10 @@ from contrastlab.config import Config, ConfigError
 from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, preset_for
 from contrastlab.methods import Method
 
-__all__ = ["augment_of", "with_stored_defaults"]
+__all__ = ["PRECISE_BN_IMAGES", "augment_of", "with_resolved_views", "with_stored_defaults"]
+
+#: images ``train.precise_bn`` None uses where the training views are resized.
+PRECISE_BN_IMAGES = 10_000
 
 
 def with_stored_defaults(
@@ -57,4 +60,31 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         translate=cfg.data.translate,
         solarize_p=cfg.data.solarize_p,
         supervised=method.needs_labels,
+    )
+
+
+def with_resolved_views(cfg: Config, augment: MultiViewAugment, dataset: ImageDataset) -> Config:
+    """``cfg`` naming what its None view settings resolved to for ``augment``: the views' side
+    and solarization (the preset's), and ``train.precise_bn`` (``PRECISE_BN_IMAGES`` where the
+    views are resized to another side than the images', else 0), so that ``config.json`` records
+    them and a later change of a preset's defaults cannot alter the run.
+
+    Raises:
+        ConfigError: if ``train.precise_bn`` is negative.
+    """
+    data: dict[str, Any] = {}
+    if cfg.data.view_size is None and augment.size is not None and len(set(augment.size)) == 1:
+        data["view_size"] = augment.size[0]
+    if cfg.data.solarize_p is None and len({s.solarize_p for s in augment.specs}) == 1:
+        data["solarize_p"] = augment.specs[0].solarize_p
+    precise_bn = cfg.train.precise_bn
+    if precise_bn is None:
+        resized = augment.size is not None and augment.size != tuple(dataset.images.shape[-2:])
+        precise_bn = PRECISE_BN_IMAGES if resized else 0
+    elif precise_bn < 0:
+        raise ConfigError(f"train.precise_bn must be >= 0 images, got {precise_bn}")
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, **data),
+        train=dataclasses.replace(cfg.train, precise_bn=precise_bn),
     )
