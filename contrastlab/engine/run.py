@@ -20,8 +20,8 @@ from contrastlab.engine.trainer import (
     placed,
     prepare_run,
     train,
-    with_stored_defaults,
 )
+from contrastlab.engine.views import with_stored_defaults
 from contrastlab.eval import bf16_enabled
 
 __all__ = ["evaluate_saved_run", "format_report", "run"]

@@ -29,9 +29,9 @@ def with_stored_defaults(
     apply, so later changes of a preset's defaults do not reach a run either.
     """
     data = stored.get("data") or {}
-    if cfg.train.precise_bn is None:
-        stored_bn = (stored.get("train") or {}).get("precise_bn", 0)
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precise_bn=stored_bn))
+    precise_bn = cfg.train.precise_bn
+    if precise_bn is None:
+        precise_bn = (stored.get("train") or {}).get("precise_bn", 0)
     changes: dict[str, Any] = {}
     if cfg.data.view_size is None:
         changes["view_size"] = data.get("view_size", int(dataset.images.shape[-1]))
@@ -40,7 +40,11 @@ def with_stored_defaults(
             changes["solarize_p"] = data["solarize_p"]
         elif preset_for(dataset, cfg.data.augment, supervised=supervised) == "grayscale":
             changes["solarize_p"] = 0.0
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **changes)) if changes else cfg
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, **changes),
+        train=dataclasses.replace(cfg.train, precise_bn=precise_bn),
+    )
 
 
 def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:
