@@ -78,7 +78,11 @@ class ModelConfig:
     ``stem_width`` chooses the small CNN's stem: 0 is the space-to-depth stem (2×2 pixel
     patches), C > 0 a learned one at full resolution (3×3 convolution with C channels, 2×2
     max-pool, BN, ReLU); None is the method's default (16 for SupCon, 0 otherwise).
-    ``cifar_stem`` is the ResNets' 3×3 stem."""
+    ``cifar_stem`` is the ResNets' 3×3 stem. The projection head (SimCLR, SupCon, MoCo; BYOL's
+    projector) has ``proj_layers`` linear layers (the hidden ones ``proj_hidden_dim`` wide, each
+    followed by BN and ReLU) and ends in ``proj_dim``; ``proj_last_bn`` adds an affine-free BN on
+    its output, and ``proj_layers=3`` with ``proj_last_bn`` is SimCLR v2's head (Chen et al.
+    2020b). ``pred_hidden_dim`` is BYOL's predictor's hidden width."""
 
     backbone: str = "small_cnn"
     cifar_stem: bool = True
@@ -88,6 +92,8 @@ class ModelConfig:
     stem_width: int | None = None
     proj_hidden_dim: int = 512
     proj_dim: int = 128
+    proj_layers: int = 2
+    proj_last_bn: bool = False
     pred_hidden_dim: int = 512
 
 

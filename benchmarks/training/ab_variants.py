@@ -17,6 +17,10 @@ before the mode), then the usual evaluation. Everything after ``--`` goes to ``c
     4 pixels of each 2×2 patch (ninth round);
   - ``--debiased TAU_PLUS``: SimCLR trains with the debiased NT-Xent of Chuang et al. (2020)
     at class prior TAU_PLUS (0.1 for ten balanced classes) instead of ``nt_xent`` (ninth round);
+  - ``--decoupled``: SimCLR trains with the decoupled contrastive loss of Yeh et al. (2022),
+    NT-Xent without the positive in its denominator (tenth round);
+  - ``--head-layers N`` and ``--head-last-bn``: projection heads with N linear layers and an
+    affine-free BN on the output, as in SimCLR v2 (Chen et al. 2020b; tenth round);
   - ``--view-set KEY=VALUE`` (repeatable) replaces a field of every view of the Fashion-MNIST
     presets (``grayscale`` and ``grayscale-supervised``), e.g. ``brightness=0.8`` or
     ``solarize_p=0.2``; values are parsed as Python literals (eighth round).
@@ -149,14 +153,56 @@ def debiased_nt_xent(
     return (-torch.log(exp_pos / (exp_pos + n_neg * ng))).mean()
 
 
-def patch_loss(tau_plus: float) -> None:
-    """SimCLR trains with the debiased NT-Xent at class prior ``tau_plus`` in this process."""
+def decoupled_nt_xent(
+    z1: Tensor, z2: Tensor, temperature: object, *, step: int | None = None
+) -> Tensor:
+    """Decoupled contrastive loss (Yeh et al. 2022, "Decoupled Contrastive Learning", eq. 6).
+
+    ``z1``, ``z2``: (B, D) projections of two views. NT-Xent without the positive in the
+    denominator: each of the 2B views as anchor i scores −s⁺/τ + log Σ_{k ≠ i, i⁺} exp(s_ik/τ),
+    averaged. A fixed τ only (tenth round).
+    """
+    from contrastlab.temperature import as_policy
+
+    policy = as_policy(temperature)  # type: ignore[arg-type]
+    tau = float(policy(torch.zeros(1), step=step, positive=torch.zeros(1, dtype=torch.bool)))
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n2 = z.shape[0]
+    sim = z @ z.T / tau
+    idx = torch.arange(n2, device=z.device)
+    partner = (idx + n2 // 2) % n2
+    pos = sim[idx, partner]
+    mask = torch.ones_like(sim, dtype=torch.bool)
+    mask[idx, idx] = False
+    mask[idx, partner] = False
+    neg = torch.logsumexp(sim.masked_fill(~mask, float("-inf")), dim=1)
+    return (neg - pos).mean()
+
+
+def patch_loss(tau_plus: float, decoupled: bool = False) -> None:
+    """SimCLR trains with the debiased NT-Xent at class prior ``tau_plus``, or with the
+    decoupled loss, in this process."""
     from contrastlab.methods import simclr
 
     def loss(z1: Tensor, z2: Tensor, temperature: object, *, step: int | None = None) -> Tensor:
+        if decoupled:
+            return decoupled_nt_xent(z1, z2, temperature, step=step)
         return debiased_nt_xent(z1, z2, temperature, step=step, tau_plus=tau_plus)
 
     setattr(simclr, "nt_xent", loss)  # noqa: B010 (replace the module's binding)
+
+
+def patch_head(layers: int, last_bn: bool) -> None:
+    """Every projection head the method registry builds gets ``layers`` linear layers and, with
+    ``last_bn``, an affine-free BN on its output (SimCLR v2's deeper head; tenth round)."""
+    from contrastlab.methods import registry
+
+    base = registry.ProjectionHead
+
+    def head(in_dim: int, hidden_dim: int, out_dim: int, **_: object) -> nn.Module:
+        return base(in_dim, hidden_dim, out_dim, num_layers=layers, last_bn=last_bn)
+
+    setattr(registry, "ProjectionHead", head)  # noqa: B010 (replace the module's binding)
 
 
 def patch_views(assignments: list[str]) -> None:
@@ -188,7 +234,9 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, Any, Any, torch.device]:
     return cfg, method, train_set, test_set, device
 
 
-def _print_eval(label: str, cfg: Any, method: Any, train_set: Any, test_set: Any, device: Any) -> None:
+def _print_eval(
+    label: str, cfg: Any, method: Any, train_set: Any, test_set: Any, device: Any
+) -> None:
     """Evaluate the backbone (kNN and linear probe, as ``contrastlab eval``) and print one line."""
     from contrastlab.engine import evaluate
 
@@ -262,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--debiased", type=float, default=0.0, help="SimCLR: debiased NT-Xent, class prior"
     )
+    parser.add_argument("--decoupled", action="store_true", help="SimCLR: decoupled loss (DCL)")
+    parser.add_argument("--head-layers", type=int, default=2, help="projection head's layers")
+    parser.add_argument("--head-last-bn", action="store_true", help="BN on the head's output")
     parser.add_argument(
         "--view-set", action="append", default=[], help="KEY=VALUE for the Fashion-MNIST views"
     )
@@ -285,8 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     patch_views(ns.view_set)
     if not 0.0 <= ns.debiased < 1.0:
         parser.error(f"--debiased must be in [0, 1), got {ns.debiased}")
-    if ns.debiased:
-        patch_loss(ns.debiased)
+    if ns.debiased or ns.decoupled:
+        patch_loss(ns.debiased, ns.decoupled)
+    if ns.head_layers < 1:
+        parser.error(f"--head-layers must be >= 1, got {ns.head_layers}")
+    if ns.head_layers != 2 or ns.head_last_bn:
+        patch_head(ns.head_layers, ns.head_last_bn)
     if ns.mode == "eval-precise-bn":
         eval_precise_bn(ns.run_dir, [int(n) for n in ns.images.split(",")])
         return 0

@@ -267,8 +267,18 @@ def build_method(
             raise ConfigError(f"model.backbone: {exc}") from exc
         feat_dim = int(getattr(backbone, "feat_dim"))  # noqa: B009 - set by every backbone
 
+    for key in ("proj_hidden_dim", "proj_dim", "proj_layers", "pred_hidden_dim"):
+        if getattr(mc, key) < 1:
+            raise ConfigError(f"model.{key} must be >= 1, got {getattr(mc, key)}")
+
     def head() -> ProjectionHead:
-        return ProjectionHead(feat_dim, mc.proj_hidden_dim, mc.proj_dim)
+        return ProjectionHead(
+            feat_dim,
+            mc.proj_hidden_dim,
+            mc.proj_dim,
+            num_layers=mc.proj_layers,
+            last_bn=mc.proj_last_bn,
+        )
 
     tau = build_temperature(cfg, steps_per_epoch)
     lc = cfg.loss
@@ -305,7 +315,7 @@ def build_method(
             temperature_lr=lc.temperature_lr,
             proj_dim=mc.proj_dim,
         )
-    projector = ProjectionHead(feat_dim, mc.proj_hidden_dim, mc.proj_dim)
+    projector = head()
     predictor = ProjectionHead(mc.proj_dim, mc.pred_hidden_dim, mc.proj_dim)
     return BYOL(
         backbone,

@@ -45,6 +45,40 @@ def test_projection_head_rejects_bad_input() -> None:
         ProjectionHead(16, 8, 4, num_layers=0)
 
 
+@pytest.mark.parametrize("method", ["simclr", "supcon", "moco", "byol"])
+def test_model_proj_layers_and_last_bn_config_keys(method: str) -> None:
+    """``model.proj_layers`` / ``model.proj_last_bn`` shape every method's projection head (BYOL's
+    projector, not its predictor); the defaults keep the two-layer head; 0 layers is an error
+    that names the key."""
+    from contrastlab.config import Config, ConfigError, apply_overrides
+    from contrastlab.methods import build_method
+
+    def linears_and_last(overrides: list[str]) -> tuple[list[tuple[int, int]], nn.Module]:
+        cfg = apply_overrides(Config(), [f"method.name={method}", *overrides])
+        built = build_method(cfg, in_channels=1)
+        head = built.projector if method == "byol" else built.head
+        dims = [(m.in_features, m.out_features) for m in head.net if isinstance(m, nn.Linear)]
+        return dims, head.net[-1]
+
+    dims, last = linears_and_last(["model.proj_hidden_dim=64", "model.proj_dim=16"])
+    assert dims == [(1024, 64), (64, 16)] and isinstance(last, nn.Linear)
+    dims, last = linears_and_last(
+        [
+            "model.proj_hidden_dim=64",
+            "model.proj_dim=16",
+            "model.proj_layers=3",
+            "model.proj_last_bn=true",
+        ]
+    )
+    assert dims == [(1024, 64), (64, 64), (64, 16)]
+    assert isinstance(last, nn.BatchNorm1d) and not last.affine
+    if method == "byol":
+        cfg = apply_overrides(Config(), ["method.name=byol", "model.proj_layers=3"])
+        assert sum(isinstance(m, nn.Linear) for m in build_method(cfg, 1).predictor.net) == 2
+    with pytest.raises(ConfigError, match="model.proj_layers must be >= 1"):
+        build_method(apply_overrides(Config(), [f"method.name={method}", "model.proj_layers=0"]), 1)
+
+
 def test_ema_update_math_and_buffers() -> None:
     torch.manual_seed(0)
     online = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
