@@ -120,6 +120,26 @@ def patch_small_cnn(
         small_cnn.SmallCNN.forward = forward  # type: ignore[method-assign]
 
 
+def _scaled_pair_sims(
+    z1: Tensor, z2: Tensor, temperature: object, step: int | None
+) -> tuple[float, Tensor, Tensor, Tensor]:
+    """(τ, s/τ of all 2B × 2B pairs, each anchor's positive s⁺/τ (2B,), negatives mask) for
+    two (B, D) views; a fixed τ only."""
+    from contrastlab.temperature import as_policy
+
+    policy = as_policy(temperature)  # type: ignore[arg-type]
+    tau = float(policy(torch.zeros(1), step=step, positive=torch.zeros(1, dtype=torch.bool)))
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n2 = z.shape[0]
+    sim = z @ z.T / tau
+    idx = torch.arange(n2, device=z.device)
+    partner = (idx + n2 // 2) % n2
+    mask = torch.ones_like(sim, dtype=torch.bool)
+    mask[idx, idx] = False
+    mask[idx, partner] = False
+    return tau, sim, sim[idx, partner], mask
+
+
 def debiased_nt_xent(
     z1: Tensor, z2: Tensor, temperature: object, *, step: int | None = None, tau_plus: float
 ) -> Tensor:
@@ -130,20 +150,8 @@ def debiased_nt_xent(
     assumed to share the anchor's class. The negative term Σ exp(s⁻/τ) is replaced by
     N · max((mean exp(s⁻/τ) − τ⁺ exp(s⁺/τ)) / (1 − τ⁺), exp(−1/τ)). A fixed τ only.
     """
-    from contrastlab.temperature import as_policy
-
-    policy = as_policy(temperature)  # type: ignore[arg-type]
-    tau = float(policy(torch.zeros(1), step=step, positive=torch.zeros(1, dtype=torch.bool)))
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    n2 = z.shape[0]
-    b = n2 // 2
-    sim = z @ z.T / tau
-    idx = torch.arange(n2, device=z.device)
-    partner = (idx + b) % n2
-    pos = sim[idx, partner]
-    mask = torch.ones_like(sim, dtype=torch.bool)
-    mask[idx, idx] = False
-    mask[idx, partner] = False
+    tau, sim, pos, mask = _scaled_pair_sims(z1, z2, temperature, step)
+    n2 = sim.shape[0]
     shift = sim.masked_fill(~mask, float("-inf")).amax(dim=1).clamp_min(pos).detach()
     exp_neg = torch.exp(sim - shift[:, None]).masked_fill(~mask, 0.0)
     exp_pos = torch.exp(pos - shift)
@@ -162,19 +170,7 @@ def decoupled_nt_xent(
     denominator: each of the 2B views as anchor i scores −s⁺/τ + log Σ_{k ≠ i, i⁺} exp(s_ik/τ),
     averaged. A fixed τ only (tenth round).
     """
-    from contrastlab.temperature import as_policy
-
-    policy = as_policy(temperature)  # type: ignore[arg-type]
-    tau = float(policy(torch.zeros(1), step=step, positive=torch.zeros(1, dtype=torch.bool)))
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    n2 = z.shape[0]
-    sim = z @ z.T / tau
-    idx = torch.arange(n2, device=z.device)
-    partner = (idx + n2 // 2) % n2
-    pos = sim[idx, partner]
-    mask = torch.ones_like(sim, dtype=torch.bool)
-    mask[idx, idx] = False
-    mask[idx, partner] = False
+    _, sim, pos, mask = _scaled_pair_sims(z1, z2, temperature, step)
     neg = torch.logsumexp(sim.masked_fill(~mask, float("-inf")), dim=1)
     return (neg - pos).mean()
 
