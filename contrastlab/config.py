@@ -45,7 +45,9 @@ class DataConfig:
     shift of the crop, a fraction of the side in [0, 0.5] (black outside the image, as in the
     zero-padded random crop; None = the preset's); ``solarize_p`` replaces the preset's
     probability of solarizing a view (pixels >= 0.5 become 1 - x; in [0, 1]; None = the
-    preset's); ``views`` is the number of views per image;
+    preset's); ``solarize_spread`` s draws each solarized view's threshold uniformly from
+    [0.5 - s, 0.5 + s] (in [0, 0.5]; 0 is the fixed 0.5; None = the preset's); ``views`` is
+    the number of views per image;
     ``view_size`` is the side in pixels of the training views, i.e. the random-resized-crop's
     output (None = the preset's, ``contrastlab.data.PRESET_VIEW_SIZE``: 20 for "grayscale",
     else the images' own size; a run's ``config.json`` stores the side used). Evaluation always
@@ -60,6 +62,7 @@ class DataConfig:
     erase_p: float | None = None
     translate: float | None = None
     solarize_p: float | None = None
+    solarize_spread: float | None = None
     views: int = 2
     view_size: int | None = None
     batch_size: int = 256

@@ -21,6 +21,12 @@ before the mode), then the usual evaluation. Everything after ``--`` goes to ``c
     NT-Xent without the positive in its denominator (tenth round);
   - ``--head-layers N`` and ``--head-last-bn``: projection heads with N linear layers and an
     affine-free BN on the output, as in SimCLR v2 (Chen et al. 2020b; tenth round);
+  - ``--grey-op KIND`` replaces what solarizing does to the views it picks (``data.solarize_p``
+    of them): ``rand-threshold`` solarizes at a threshold drawn per view from U(0.25, 0.75),
+    ``curve`` maps grey levels through a random non-monotone piecewise-linear curve (knots at
+    0, 1/4, …, 1 with values drawn from U(0, 1) per view), ``invert`` maps x to 1 − x,
+    ``rand-threshold-wide`` draws the threshold from U(0.1, 0.9) and ``mix`` gives each view
+    ``rand-threshold`` or ``curve`` with probability 1/2 (eleventh round);
   - ``--view-set KEY=VALUE`` (repeatable) replaces a field of every view of the Fashion-MNIST
     presets (``grayscale`` and ``grayscale-supervised``), e.g. ``brightness=0.8`` or
     ``solarize_p=0.2``; values are parsed as Python literals (eighth round).
@@ -201,6 +207,50 @@ def patch_head(layers: int, last_bn: bool) -> None:
     setattr(registry, "ProjectionHead", head)  # noqa: B010 (replace the module's binding)
 
 
+def grey_op(kind: str) -> Callable[[Tensor], Tensor]:
+    """The ``--grey-op`` map of (B, C, H, W) views in [0, 1] to views in [0, 1] (eleventh round).
+
+    Draws use the global RNG (which the run seeds), not the augmentation's generator.
+    """
+
+    def rand_threshold(x: Tensor, lo: float = 0.25, hi: float = 0.75) -> Tensor:
+        t = torch.empty(x.shape[0], 1, 1, 1, device=x.device).uniform_(lo, hi)
+        return torch.where(x >= t, 1.0 - x, x)
+
+    def curve(x: Tensor, knots: int = 5) -> Tensor:
+        values = torch.rand(x.shape[0], knots, device=x.device, dtype=x.dtype)
+        pos = x.clamp(0.0, 1.0) * (knots - 1)
+        lo = pos.floor().clamp(max=knots - 2)
+        frac = pos - lo
+        flat = lo.long().flatten(1)
+        left = values.gather(1, flat).view_as(x)
+        right = values.gather(1, flat + 1).view_as(x)
+        return left + frac * (right - left)
+
+    def mix(x: Tensor) -> Tensor:
+        pick = (torch.rand(x.shape[0], device=x.device) < 0.5).view(-1, 1, 1, 1)
+        return torch.where(pick, rand_threshold(x), curve(x))
+
+    ops: dict[str, Callable[[Tensor], Tensor]] = {
+        "rand-threshold": rand_threshold,
+        "rand-threshold-wide": lambda x: rand_threshold(x, 0.1, 0.9),
+        "mix": mix,
+        "curve": curve,
+        "invert": lambda x: 1.0 - x,
+    }
+    if kind not in ops:
+        raise SystemExit(f"--grey-op must be one of {sorted(ops)}, got {kind!r}")
+    return ops[kind]
+
+
+def patch_grey_op(kind: str) -> None:
+    """The views picked for solarizing get the ``--grey-op`` map instead, in this process."""
+    from contrastlab.data import augment_ops
+
+    fn = grey_op(kind)
+    setattr(augment_ops, "solarize", lambda images, threshold=0.5: fn(images))  # noqa: B010
+
+
 def patch_views(assignments: list[str]) -> None:
     """Replace ``KEY=VALUE`` fields of every view of the Fashion-MNIST augmentation presets."""
     from contrastlab.data import augment
@@ -310,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-layers", type=int, default=2, help="projection head's layers")
     parser.add_argument("--head-last-bn", action="store_true", help="BN on the head's output")
     parser.add_argument(
+        "--grey-op", default="", help="rand-threshold, curve or invert instead of solarizing"
+    )
+    parser.add_argument(
         "--view-set", action="append", default=[], help="KEY=VALUE for the Fashion-MNIST views"
     )
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -330,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--conv-stem must be >= 0 channels, got {ns.conv_stem}")
     patch_small_cnn((blocks[0], blocks[1], blocks[2]), ns.feature_dropout, ns.bn_neck, ns.conv_stem)
     patch_views(ns.view_set)
+    if ns.grey_op:
+        patch_grey_op(ns.grey_op)
     if not 0.0 <= ns.debiased < 1.0:
         parser.error(f"--debiased must be in [0, 1), got {ns.debiased}")
     if ns.debiased or ns.decoupled:

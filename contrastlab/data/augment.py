@@ -44,7 +44,8 @@ class ViewSpec:
         gray_p: probability of converting to grayscale (RGB only).
         blur_p: probability of a Gaussian blur with sigma uniform in ``blur_sigma`` and a
             kernel ``blur_kernel_frac`` of the side (rounded to odd, at least 3).
-        solarize_p: probability of solarizing (threshold 0.5).
+        solarize_p: probability of solarizing: pixels at or above a threshold t become 1 - x.
+        solarize_threshold: t per sample, uniform in [lo, hi] (a fixed 0.5 by default).
         erase_p: probability of Random Erasing (Zhong et al. 2020), the last op: a rectangle
             of ``erase_scale`` of the image's area and aspect in ``erase_ratio`` (log-uniform)
             is replaced by ``erase_value``, or by uniform noise in [0, 1] when None (the
@@ -68,6 +69,7 @@ class ViewSpec:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_frac: float = 0.1
     solarize_p: float = 0.0
+    solarize_threshold: tuple[float, float] = (0.5, 0.5)
     erase_p: float = 0.0
     erase_scale: tuple[float, float] = (0.02, 0.33)
     erase_ratio: tuple[float, float] = (0.3, 3.3)
@@ -86,6 +88,11 @@ class ViewSpec:
         for name in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p", "erase_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        lo, hi = self.solarize_threshold
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(
+                f"solarize_threshold must satisfy 0 <= lo <= hi <= 1, got {self.solarize_threshold}"
+            )
         if not 0.0 <= self.translate <= 0.5:
             raise ValueError(f"translate must be in [0, 0.5], got {self.translate}")
         if not 0.0 <= self.hue <= 0.5:
@@ -239,7 +246,14 @@ def augment_view(
         out = _apply_subset(
             out, spec.blur_p, generator, lambda x, idx: ops.gaussian_blur(x, sigma[idx], kernel)
         )
-    out = _apply_subset(out, spec.solarize_p, generator, lambda x, _: ops.solarize(x))
+    lo, hi = spec.solarize_threshold
+    if spec.solarize_p > 0 and lo < hi:  # drawn only then: a fixed threshold keeps the stream
+        threshold = torch.empty(b).uniform_(lo, hi, generator=generator)
+        out = _apply_subset(
+            out, spec.solarize_p, generator, lambda x, idx: ops.solarize(x, threshold[idx])
+        )
+    else:
+        out = _apply_subset(out, spec.solarize_p, generator, lambda x, _: ops.solarize(x, lo))
     return _apply_subset(out, spec.erase_p, generator, lambda x, _: _erase(x, spec, generator))
 
 
@@ -352,6 +366,10 @@ class MultiViewAugment:
         return out
 
 
+#: the :class:`ViewSpec` fields :func:`make_augment` can set in every view of a preset.
+VIEW_OVERRIDES = ("erase_p", "translate", "solarize_p", "solarize_threshold")
+
+
 def make_augment(
     preset: str,
     mean: Sequence[float],
@@ -361,9 +379,7 @@ def make_augment(
     size: int | tuple[int, int] | None = None,
     channels_last: bool = False,
     crop_min: float | None = None,
-    erase_p: float | None = None,
-    translate: float | None = None,
-    solarize_p: float | None = None,
+    **overrides: float | tuple[float, float] | None,
 ) -> MultiViewAugment:
     """A :class:`MultiViewAugment` from a named preset (see ``PRESETS``).
 
@@ -371,30 +387,30 @@ def make_augment(
     (``PRESET_VIEW_SIZE``: 20×20 for "grayscale"), or else the images' own size.
 
     ``crop_min`` replaces the lower bound of the preset's random-resized-crop area (e.g. 0.5
-    for milder crops than the "grayscale" preset's 0.2); ``erase_p`` replaces every view's
-    Random Erasing probability, ``translate`` every view's shift and ``solarize_p`` every
-    view's solarization probability (:class:`ViewSpec`); None keeps the preset's.
+    for milder crops than the "grayscale" preset's 0.2). The ``overrides`` (keys of
+    ``VIEW_OVERRIDES``: ``erase_p``, ``translate``, ``solarize_p``, ``solarize_threshold``)
+    replace that :class:`ViewSpec` field in every view; None keeps the preset's.
+
+    Example:
+        >>> make_augment("grayscale", (0.286,), (0.353,), solarize_threshold=(0.25, 0.75))
 
     Raises:
-        ValueError: unknown preset (listing the known ones), ``crop_min`` outside (0, 1],
-            ``erase_p`` or ``solarize_p`` outside [0, 1] or ``translate`` outside [0, 0.5].
+        ValueError: unknown preset (listing the known ones) or override key, ``crop_min``
+            outside (0, 1], or an override outside its :class:`ViewSpec` range (naming it).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    unknown = sorted(set(overrides) - set(VIEW_OVERRIDES))
+    if unknown:
+        raise ValueError(f"unknown view overrides {unknown}; known: {', '.join(VIEW_OVERRIDES)}")
     specs = PRESETS[preset]
     if crop_min is not None:
         if not 0.0 < crop_min <= 1.0:
             raise ValueError(f"crop_min must be in (0, 1], got {crop_min}")
         specs = tuple(replace(s, scale=(crop_min, max(crop_min, s.scale[1]))) for s in specs)
-    for name, value in (("erase_p", erase_p), ("solarize_p", solarize_p)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
-    if erase_p is not None:
-        specs = tuple(replace(s, erase_p=erase_p) for s in specs)
-    if solarize_p is not None:
-        specs = tuple(replace(s, solarize_p=solarize_p) for s in specs)
-    if translate is not None:  # ViewSpec checks the range
-        specs = tuple(replace(s, translate=translate) for s in specs)
+    changes = {name: value for name, value in overrides.items() if value is not None}
+    if changes:  # ViewSpec checks the ranges
+        specs = tuple(replace(s, **changes) for s in specs)  # type: ignore[arg-type]
     if size is None:
         size = PRESET_VIEW_SIZE.get(preset)
     return MultiViewAugment(specs, mean, std, views=views, size=size, channels_last=channels_last)
@@ -418,14 +434,12 @@ def augment_for(
     size: int | tuple[int, int] | None = None,
     channels_last: bool = False,
     crop_min: float | None = None,
-    erase_p: float | None = None,
-    translate: float | None = None,
-    solarize_p: float | None = None,
     supervised: bool = False,
+    **overrides: float | tuple[float, float] | None,
 ) -> MultiViewAugment:
     """The augmentation for a dataset: its mean/std and its preset (:func:`preset_for`);
-    ``crop_min``, ``erase_p``, ``translate`` and ``solarize_p`` as in :func:`make_augment`, and
-    ``size`` (None: the preset's view size, else the images')."""
+    ``crop_min`` and the view ``overrides`` as in :func:`make_augment`, and ``size`` (None:
+    the preset's view size, else the images')."""
     return make_augment(
         preset_for(dataset, preset, supervised=supervised),
         dataset.mean,
@@ -434,7 +448,5 @@ def augment_for(
         size=size,
         channels_last=channels_last,
         crop_min=crop_min,
-        erase_p=erase_p,
-        translate=translate,
-        solarize_p=solarize_p,
+        **overrides,
     )

@@ -335,6 +335,9 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel: int) -> tor
     return gaussian_blur2d(images, (kernel, kernel), sig, border_type="reflect")
 
 
-def solarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Invert pixels at or above ``threshold``: x -> 1 - x."""
+def solarize(images: torch.Tensor, threshold: float | torch.Tensor = 0.5) -> torch.Tensor:
+    """Invert pixels at or above ``threshold``: x -> 1 - x, for (B, C, H, W) ``images`` in
+    [0, 1]; ``threshold`` is one value or a (B,) tensor of per-sample thresholds."""
+    if isinstance(threshold, torch.Tensor):
+        threshold = threshold.to(images.device, images.dtype).view(-1, *[1] * (images.dim() - 1))
     return torch.where(images >= threshold, 1.0 - images, images)

@@ -22,9 +22,10 @@ def with_stored_defaults(
     """``cfg`` with the training views and ``train.precise_bn`` of a run whose config.json is
     ``stored``.
 
-    Runs written before ``data.view_size``, ``data.solarize_p`` and ``train.precise_bn`` existed
-    made their views at the images' own size and, with the "grayscale" preset, unsolarized, and
-    did not recompute BN statistics; a later default must not change them when such a run is
+    Runs written before ``data.view_size``, ``data.solarize_p``, ``data.solarize_spread`` and
+    ``train.precise_bn`` existed made their views at the images' own size and, with the
+    "grayscale" preset, unsolarized, solarized at a fixed threshold of 0.5, and did not
+    recompute BN statistics; a later default must not change them when such a run is
     resumed or re-evaluated. Values set in ``cfg`` win; otherwise the stored (resolved) ones
     apply, so later changes of a preset's defaults do not reach a run either.
     """
@@ -40,6 +41,8 @@ def with_stored_defaults(
             changes["solarize_p"] = data["solarize_p"]
         elif preset_for(dataset, cfg.data.augment, supervised=supervised) == "grayscale":
             changes["solarize_p"] = 0.0
+    if cfg.data.solarize_spread is None:
+        changes["solarize_spread"] = data.get("solarize_spread", 0.0)
     return dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, **changes),
@@ -53,6 +56,9 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
     ``cfg.data.view_size`` (None: the preset's view size, else the images' size)."""
     if cfg.data.view_size is not None and cfg.data.view_size < 1:
         raise ConfigError(f"data.view_size must be a positive side in pixels, got {cfg.data.view_size}")
+    spread = cfg.data.solarize_spread
+    if spread is not None and not 0.0 <= spread <= 0.5:
+        raise ConfigError(f"data.solarize_spread must be in [0, 0.5], got {spread}")
     return augment_for(
         dataset,
         cfg.data.augment,
@@ -63,13 +69,14 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         erase_p=cfg.data.erase_p,
         translate=cfg.data.translate,
         solarize_p=cfg.data.solarize_p,
+        solarize_threshold=None if spread is None else (0.5 - spread, 0.5 + spread),
         supervised=method.needs_labels,
     )
 
 
 def with_resolved_views(cfg: Config, augment: MultiViewAugment, dataset: ImageDataset) -> Config:
     """``cfg`` naming what its None view settings resolved to for ``augment``: the views' side
-    and solarization (the preset's), and ``train.precise_bn`` (``PRECISE_BN_IMAGES`` where the
+    and solarization (the preset's probability and threshold spread), and ``train.precise_bn`` (``PRECISE_BN_IMAGES`` where the
     views are resized to another side than the images', else 0), so that ``config.json`` records
     them and a later change of a preset's defaults cannot alter the run.
 
@@ -81,6 +88,11 @@ def with_resolved_views(cfg: Config, augment: MultiViewAugment, dataset: ImageDa
         data["view_size"] = augment.size[0]
     if cfg.data.solarize_p is None and len({s.solarize_p for s in augment.specs}) == 1:
         data["solarize_p"] = augment.specs[0].solarize_p
+    thresholds = {s.solarize_threshold for s in augment.specs}
+    if cfg.data.solarize_spread is None and len(thresholds) == 1:
+        lo, hi = thresholds.pop()
+        if abs(lo + hi - 1.0) < 1e-9:  # symmetric about 0.5, as data.solarize_spread makes them
+            data["solarize_spread"] = (hi - lo) / 2
     precise_bn = cfg.train.precise_bn
     if precise_bn is None:
         resized = augment.size is not None and augment.size != tuple(dataset.images.shape[-2:])

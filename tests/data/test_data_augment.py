@@ -350,6 +350,40 @@ def test_solarize_probability_override() -> None:
             make_augment("grayscale", (0.5,), (0.25,), solarize_p=bad)
 
 
+def test_solarize_threshold_drawn_per_view() -> None:
+    """``solarize_threshold`` (lo, hi) solarizes each view at its own threshold t ~ U(lo, hi):
+    with p 1 every sample of the first view is the unsolarized view with exactly its pixels at
+    or above one t in [lo, hi] inverted, the implied thresholds differ between samples, and a
+    fixed (0.5, 0.5) leaves the default views (and their random stream) unchanged."""
+    x = _batch(b=64, c=1, side=28)
+    args = ("grayscale", (0.0,), (1.0,))  # mean 0, std 1: the views are the pixels themselves
+    plain = make_augment(*args, solarize_p=0.0)(x, seed=3)[0]
+    ranged = make_augment(*args, solarize_p=1.0, solarize_threshold=(0.25, 0.75))(x, seed=3)[0]
+    implied = []
+    for before, after in zip(plain.flatten(1), ranged.flatten(1), strict=True):
+        flipped = (after - (1.0 - before)).abs() < 1e-6
+        kept = (after - before).abs() < 1e-6
+        assert bool((flipped | kept).all())
+        moved = flipped & ~kept  # pixels at 0.5 read the same either way
+        low = before[kept & ~flipped].max().item() if (kept & ~flipped).any() else 0.0
+        high = before[moved].min().item() if moved.any() else 1.0
+        assert low < high  # one threshold separates the kept pixels from the inverted ones
+        assert low < 0.75 + 1e-6 and high >= 0.25 - 1e-6
+        implied.append((low, high))
+    assert max(lo for lo, _ in implied) > min(hi for _, hi in implied)  # not one threshold
+    default = make_augment(*args)
+    fixed = make_augment(*args, solarize_threshold=(0.5, 0.5))
+    for a, b in zip(default(x, seed=5), fixed(x, seed=5), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    per_sample = ops.solarize(torch.full((2, 1, 1, 2), 0.6), torch.tensor([0.5, 0.7]))
+    torch.testing.assert_close(per_sample.flatten(1), torch.tensor([[0.4, 0.4], [0.6, 0.6]]))
+    for bad in ((0.7, 0.3), (-0.1, 0.5), (0.5, 1.2)):
+        with pytest.raises(ValueError, match="solarize_threshold"):
+            make_augment(*args, solarize_threshold=bad)
+    with pytest.raises(ValueError, match="unknown view overrides.*solarise_p"):
+        make_augment(*args, solarise_p=0.5)
+
+
 def test_translate_is_a_zero_padded_shift() -> None:
     """With no crop, a view is the image shifted by whole pixels with black coming in: the same
     as cropping the zero-padded image at the shifted offset (the supervised random crop)."""
