@@ -223,7 +223,8 @@ def test_simclr_parameters_follow_the_paper() -> None:
     assert imnet.hue == pytest.approx(0.2) and imnet.blur_p == 0.5
     (gray,) = PRESETS["grayscale"]
     assert gray.hue == 0 and gray.saturation == 0 and gray.gray_p == 0
-    assert gray.solarize_p == 0.2 and PRESETS["grayscale-supervised"][0].solarize_p == 0.0
+    assert gray.solarize_p == 0.5 and gray.solarize_threshold == (0.25, 0.75)
+    assert PRESETS["grayscale-supervised"][0].solarize_p == 0.0
     assert not math.isnan(gray.brightness)
 
 
@@ -331,10 +332,11 @@ def test_solarize_probability_override() -> None:
     view is the p-0 view with the pixels at or above 0.5 inverted (the solarize draw comes after
     the others), and no pixel of any view stays above 0.5."""
     x = _batch(b=48, c=1, side=28)
-    plain = make_augment("grayscale", (0.5,), (0.25,), solarize_p=0.0)
-    always = make_augment("grayscale", (0.5,), (0.25,), solarize_p=1.0)
+    at_half = {"solarize_threshold": (0.5, 0.5)}  # the preset draws a threshold per view
+    plain = make_augment("grayscale", (0.5,), (0.25,), solarize_p=0.0, **at_half)
+    always = make_augment("grayscale", (0.5,), (0.25,), solarize_p=1.0, **at_half)
     assert all(s.solarize_p == 1.0 for s in always.specs)
-    assert all(s.solarize_p == 0.2 for s in make_augment("grayscale", (0.5,), (0.25,)).specs)
+    assert all(s.solarize_p == 0.5 for s in make_augment("grayscale", (0.5,), (0.25,)).specs)
     p0, p1 = plain(x, seed=7)[0], always(x, seed=7)
     pixels = p0 * 0.25 + 0.5
     expected = (torch.where(pixels >= 0.5, 1.0 - pixels, pixels) - 0.5) / 0.25
@@ -342,7 +344,7 @@ def test_solarize_probability_override() -> None:
     assert (pixels > 0.6).any() and not near.all()
     torch.testing.assert_close(p1[0][~near], expected[~near], rtol=0, atol=1e-5)
     assert all((v * 0.25 + 0.5).max() <= 0.5 + 1e-5 for v in p1)
-    half = make_augment("grayscale", (0.5,), (0.25,), solarize_p=0.5)
+    half = make_augment("grayscale", (0.5,), (0.25,), solarize_p=0.5, **at_half)
     changed = (p0 != half(x, seed=7)[0]).flatten(1).any(dim=1).float().mean().item()
     assert 0.25 < changed < 0.75  # about half of the first view's samples
     for bad in (-0.1, 1.5):
@@ -354,7 +356,7 @@ def test_solarize_threshold_drawn_per_view() -> None:
     """``solarize_threshold`` (lo, hi) solarizes each view at its own threshold t ~ U(lo, hi):
     with p 1 every sample of the first view is the unsolarized view with exactly its pixels at
     or above one t in [lo, hi] inverted, the implied thresholds differ between samples, and a
-    fixed (0.5, 0.5) leaves the default views (and their random stream) unchanged."""
+    fixed threshold draws nothing (other specs keep their random stream)."""
     x = _batch(b=64, c=1, side=28)
     args = ("grayscale", (0.0,), (1.0,))  # mean 0, std 1: the views are the pixels themselves
     plain = make_augment(*args, solarize_p=0.0)(x, seed=3)[0]
@@ -371,10 +373,14 @@ def test_solarize_threshold_drawn_per_view() -> None:
         assert low < 0.75 + 1e-6 and high >= 0.25 - 1e-6
         implied.append((low, high))
     assert max(lo for lo, _ in implied) > min(hi for _, hi in implied)  # not one threshold
-    default = make_augment(*args)
-    fixed = make_augment(*args, solarize_threshold=(0.5, 0.5))
-    for a, b in zip(default(x, seed=5), fixed(x, seed=5), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    def state_after(threshold: tuple[float, float]) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(5)
+        spec = replace(PLAIN, solarize_p=0.5, solarize_threshold=threshold)
+        augment_view(x.float() / 255, spec, (28, 28), gen)
+        return gen.get_state()
+
+    assert torch.equal(state_after((0.5, 0.5)), state_after((0.3, 0.3)))  # nothing drawn
+    assert not torch.equal(state_after((0.5, 0.5)), state_after((0.25, 0.75)))
     per_sample = ops.solarize(torch.full((2, 1, 1, 2), 0.6), torch.tensor([0.5, 0.7]))
     torch.testing.assert_close(per_sample.flatten(1), torch.tensor([[0.4, 0.4], [0.6, 0.6]]))
     for bad in ((0.7, 0.3), (-0.1, 0.5), (0.5, 1.2)):
