@@ -12,16 +12,9 @@ import torch
 from contrastlab.config import Config, ConfigError, apply_overrides, config_from_run
 from contrastlab.engine.checkpoint import load_checkpoint
 from contrastlab.engine.evaluate import evaluate_run
-from contrastlab.engine.trainer import (
-    CHECKPOINT,
-    CUSTOM_BACKBONE,
-    augment_of,
-    method_for,
-    placed,
-    prepare_run,
-    train,
-)
-from contrastlab.engine.views import with_stored_defaults
+from contrastlab.engine.setup import CUSTOM_BACKBONE, method_for, placed, prepare_run
+from contrastlab.engine.trainer import CHECKPOINT, train
+from contrastlab.engine.views import augment_of, with_stored_defaults
 from contrastlab.eval import bf16_enabled
 
 __all__ = ["evaluate_saved_run", "format_report", "run"]

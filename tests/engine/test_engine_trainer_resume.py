@@ -14,6 +14,7 @@ import torch
 from contrastlab.config import Config, apply_overrides
 from contrastlab.engine import trainer as trainer_mod
 from contrastlab.engine.run import run
+from contrastlab.engine.setup import knn_monitor_for
 from contrastlab.engine.trainer import train
 from contrastlab.eval import bf16_is_fast
 from contrastlab.methods import Method, default_lr
@@ -176,7 +177,7 @@ def test_knn_monitor_logged_every_epoch(tmp_path: Path) -> None:
     assert len(epochs) == 2
     assert all(0.0 <= r["knn_monitor_top1"] <= 100.0 for r in epochs)
     # the last value is the final backbone's kNN accuracy on the monitor's fixed subsets
-    monitor = trainer_mod._knn_monitor(cfg, result.train_set, result.test_set, result.device)
+    monitor = knn_monitor_for(cfg, result.train_set, result.test_set, result.device)
     assert monitor is not None
     assert monitor(result.method.backbone) == pytest.approx(epochs[-1]["knn_monitor_top1"])
 
