@@ -46,7 +46,10 @@ class DataConfig:
     zero-padded random crop; None = the preset's); ``solarize_p`` replaces the preset's
     probability of solarizing a view (pixels >= 0.5 become 1 - x; in [0, 1]; None = the
     preset's); ``solarize_spread`` s draws each solarized view's threshold uniformly from
-    [0.5 - s, 0.5 + s] (in [0, 0.5]; 0 is the fixed 0.5; None = the preset's); ``views`` is
+    [0.5 - s, 0.5 + s] (in [0, 0.5]; 0 is the fixed 0.5; None = the preset's);
+    ``solarize_curve`` is the share of the views picked for solarizing that get a random
+    non-monotone grey-level curve instead (piecewise linear, its values at 5 evenly spaced grey
+    levels drawn from U(0, 1); in [0, 1]; None = the preset's); ``views`` is
     the number of views per image;
     ``view_size`` is the side in pixels of the training views, i.e. the random-resized-crop's
     output (None = the preset's, ``contrastlab.data.PRESET_VIEW_SIZE``: 20 for "grayscale",
@@ -63,6 +66,7 @@ class DataConfig:
     translate: float | None = None
     solarize_p: float | None = None
     solarize_spread: float | None = None
+    solarize_curve: float | None = None
     views: int = 2
     view_size: int | None = None
     batch_size: int = 256

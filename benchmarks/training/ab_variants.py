@@ -212,20 +212,14 @@ def grey_op(kind: str) -> Callable[[Tensor], Tensor]:
 
     Draws use the global RNG (which the run seeds), not the augmentation's generator.
     """
+    from contrastlab.data.augment_ops import grey_curve as original
 
     def rand_threshold(x: Tensor, lo: float = 0.25, hi: float = 0.75) -> Tensor:
         t = torch.empty(x.shape[0], 1, 1, 1, device=x.device).uniform_(lo, hi)
         return torch.where(x >= t, 1.0 - x, x)
 
-    def curve(x: Tensor, knots: int = 5) -> Tensor:
-        values = torch.rand(x.shape[0], knots, device=x.device, dtype=x.dtype)
-        pos = x.clamp(0.0, 1.0) * (knots - 1)
-        lo = pos.floor().clamp(max=knots - 2)
-        frac = pos - lo
-        flat = lo.long().flatten(1)
-        left = values.gather(1, flat).view_as(x)
-        right = values.gather(1, flat + 1).view_as(x)
-        return left + frac * (right - left)
+    def curve(x: Tensor, knots: int = 5) -> Tensor:  # now data.solarize_curve (round 12)
+        return original(x, torch.rand(x.shape[0], knots, device=x.device, dtype=x.dtype))
 
     def mix(x: Tensor) -> Tensor:
         pick = (torch.rand(x.shape[0], device=x.device) < 0.5).view(-1, 1, 1, 1)

@@ -125,15 +125,35 @@ def augment_view(
         out = _apply_subset(
             out, spec.blur_p, generator, lambda x, idx: ops.gaussian_blur(x, sigma[idx], kernel)
         )
-    lo, hi = spec.solarize_threshold
-    if spec.solarize_p > 0 and lo < hi:  # drawn only then: a fixed threshold keeps the stream
-        threshold = torch.empty(b).uniform_(lo, hi, generator=generator)
-        out = _apply_subset(
-            out, spec.solarize_p, generator, lambda x, idx: ops.solarize(x, threshold[idx])
-        )
-    else:
-        out = _apply_subset(out, spec.solarize_p, generator, lambda x, _: ops.solarize(x, lo))
+    if spec.solarize_p > 0:
+        out = _grey_levels(out, spec, generator)
     return _apply_subset(out, spec.erase_p, generator, lambda x, _: _erase(x, spec, generator))
+
+
+def _grey_levels(images: torch.Tensor, spec: ViewSpec, generator: torch.Generator) -> torch.Tensor:
+    """Solarize a random subset (``spec.solarize_p``) of the views, at a threshold drawn per
+    view when ``spec.solarize_threshold`` is a range; the share ``spec.solarize_curve`` of that
+    subset gets a random grey-level curve (:func:`ops.grey_curve`) instead. Draws happen only for
+    what the spec asks for, so a fixed threshold without curves keeps the random stream."""
+    b = images.shape[0]
+    lo, hi = spec.solarize_threshold
+    threshold = torch.empty(b).uniform_(lo, hi, generator=generator) if lo < hi else None
+    curved = knots = None
+    if spec.solarize_curve > 0:
+        curved = torch.rand(b, generator=generator) < spec.solarize_curve
+        knots = torch.rand(b, spec.curve_knots, generator=generator)
+
+    def remap(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        out = ops.solarize(x, lo if threshold is None else threshold[idx])
+        if curved is None or knots is None:
+            return out
+        pick = curved[idx].nonzero().squeeze(1)
+        if pick.numel():
+            rows = pick.to(x.device)
+            out.index_copy_(0, rows, ops.grey_curve(x.index_select(0, rows), knots[idx[pick]]))
+        return out
+
+    return _apply_subset(images, spec.solarize_p, generator, remap)
 
 
 def _erase(images: torch.Tensor, spec: ViewSpec, generator: torch.Generator) -> torch.Tensor:
@@ -246,7 +266,7 @@ class MultiViewAugment:
 
 
 #: the :class:`ViewSpec` fields :func:`make_augment` can set in every view of a preset.
-VIEW_OVERRIDES = ("erase_p", "translate", "solarize_p", "solarize_threshold")
+VIEW_OVERRIDES = ("erase_p", "translate", "solarize_p", "solarize_threshold", "solarize_curve")
 
 
 def make_augment(
@@ -267,7 +287,8 @@ def make_augment(
 
     ``crop_min`` replaces the lower bound of the preset's random-resized-crop area (e.g. 0.5
     for milder crops than the "grayscale" preset's 0.2). The ``overrides`` (keys of
-    ``VIEW_OVERRIDES``: ``erase_p``, ``translate``, ``solarize_p``, ``solarize_threshold``)
+    ``VIEW_OVERRIDES``: ``erase_p``, ``translate``, ``solarize_p``, ``solarize_threshold``,
+    ``solarize_curve``)
     replace that :class:`ViewSpec` field in every view; None keeps the preset's.
 
     Example:

@@ -341,3 +341,28 @@ def solarize(images: torch.Tensor, threshold: float | torch.Tensor = 0.5) -> tor
     if isinstance(threshold, torch.Tensor):
         threshold = threshold.to(images.device, images.dtype).view(-1, *[1] * (images.dim() - 1))
     return torch.where(images >= threshold, 1.0 - images, images)
+
+
+def grey_curve(images: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Map grey levels through one random piecewise-linear curve per sample.
+
+    ``images`` (B, C, H, W) in [0, 1]; ``values`` (B, K), K >= 2: each sample's curve at the K
+    evenly spaced grey levels 0, 1/(K-1), ..., 1, linear in between (``numpy.interp`` with those
+    knots, per sample). Solarizing is one such map, discontinuous at its threshold (x below
+    it, 1 - x above); curves with knot values drawn uniformly in [0, 1] are non-monotone in
+    general, a stronger grey-level distortion. Returns (B, C, H, W), in [0, 1] when ``values``
+    are.
+    """
+    if values.dim() != 2 or values.shape[0] != images.shape[0] or values.shape[1] < 2:
+        raise ValueError(
+            f"values must be (B, K) with B = {images.shape[0]} and K >= 2, got {tuple(values.shape)}"
+        )
+    knots = values.shape[1]
+    values = values.to(images.device, images.dtype)
+    pos = images.clamp(0.0, 1.0) * (knots - 1)
+    left = pos.floor().clamp_(max=knots - 2)
+    frac = pos - left
+    index = left.long().flatten(1)
+    low = values.gather(1, index).view_as(images)
+    high = values.gather(1, index + 1).view_as(images)
+    return low + frac * (high - low)

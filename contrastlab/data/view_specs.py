@@ -34,6 +34,11 @@ class ViewSpec:
             kernel ``blur_kernel_frac`` of the side (rounded to odd, at least 3).
         solarize_p: probability of solarizing: pixels at or above a threshold t become 1 - x.
         solarize_threshold: t per sample, uniform in [lo, hi] (a fixed 0.5 by default).
+        solarize_curve: the share of the solarized views that instead map their grey levels
+            through a random piecewise-linear curve: its values at ``curve_knots`` evenly
+            spaced grey levels (0, ..., 1) are drawn per view from U(0, 1) (0 = none; a view
+            is solarized or curved, never both).
+        curve_knots: the number of knots (>= 2) of that curve.
         erase_p: probability of Random Erasing (Zhong et al. 2020), the last op: a rectangle
             of ``erase_scale`` of the image's area and aspect in ``erase_ratio`` (log-uniform)
             is replaced by ``erase_value``, or by uniform noise in [0, 1] when None (the
@@ -58,6 +63,8 @@ class ViewSpec:
     blur_kernel_frac: float = 0.1
     solarize_p: float = 0.0
     solarize_threshold: tuple[float, float] = (0.5, 0.5)
+    solarize_curve: float = 0.0
+    curve_knots: int = 5
     erase_p: float = 0.0
     erase_scale: tuple[float, float] = (0.02, 0.33)
     erase_ratio: tuple[float, float] = (0.3, 3.3)
@@ -73,7 +80,8 @@ class ViewSpec:
             raise ValueError(f"erase_scale must satisfy 0 < lo <= hi <= 1, got {self.erase_scale}")
         if not 0.0 < self.erase_ratio[0] <= self.erase_ratio[1]:
             raise ValueError(f"erase_ratio must satisfy 0 < lo <= hi, got {self.erase_ratio}")
-        for name in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p", "erase_p"):
+        probabilities = ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p", "solarize_curve")
+        for name in (*probabilities, "erase_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         lo, hi = self.solarize_threshold
@@ -81,6 +89,10 @@ class ViewSpec:
             raise ValueError(
                 f"solarize_threshold must satisfy 0 <= lo <= hi <= 1, got {self.solarize_threshold}"
             )
+        if isinstance(self.curve_knots, bool) or not isinstance(self.curve_knots, int):
+            raise ValueError(f"curve_knots must be an int >= 2, got {self.curve_knots!r}")
+        if self.curve_knots < 2:
+            raise ValueError(f"curve_knots must be >= 2, got {self.curve_knots}")
         if not 0.0 <= self.translate <= 0.5:
             raise ValueError(f"translate must be in [0, 0.5], got {self.translate}")
         if not 0.0 <= self.hue <= 0.5:

@@ -22,10 +22,10 @@ def with_stored_defaults(
     """``cfg`` with the training views and ``train.precise_bn`` of a run whose config.json is
     ``stored``.
 
-    Runs written before ``data.view_size``, ``data.solarize_p``, ``data.solarize_spread`` and
-    ``train.precise_bn`` existed made their views at the images' own size and, with the
-    "grayscale" preset, unsolarized, solarized at a fixed threshold of 0.5, and did not
-    recompute BN statistics; a later default must not change them when such a run is
+    Runs written before ``data.view_size``, ``data.solarize_p``, ``data.solarize_spread``,
+    ``data.solarize_curve`` and ``train.precise_bn`` existed made their views at the images'
+    own size and, with the "grayscale" preset, unsolarized, solarized at a fixed threshold of
+    0.5, without random grey-level curves, and did not recompute BN statistics; a later default must not change them when such a run is
     resumed or re-evaluated. Values set in ``cfg`` win; otherwise the stored (resolved) ones
     apply, so later changes of a preset's defaults do not reach a run either.
     """
@@ -43,6 +43,8 @@ def with_stored_defaults(
             changes["solarize_p"] = 0.0
     if cfg.data.solarize_spread is None:
         changes["solarize_spread"] = data.get("solarize_spread", 0.0)
+    if cfg.data.solarize_curve is None:
+        changes["solarize_curve"] = data.get("solarize_curve", 0.0)
     return dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, **changes),
@@ -59,6 +61,9 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
     spread = cfg.data.solarize_spread
     if spread is not None and not 0.0 <= spread <= 0.5:
         raise ConfigError(f"data.solarize_spread must be in [0, 0.5], got {spread}")
+    curve = cfg.data.solarize_curve
+    if curve is not None and not 0.0 <= curve <= 1.0:
+        raise ConfigError(f"data.solarize_curve must be in [0, 1], got {curve}")
     return augment_for(
         dataset,
         cfg.data.augment,
@@ -70,15 +75,17 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         translate=cfg.data.translate,
         solarize_p=cfg.data.solarize_p,
         solarize_threshold=None if spread is None else (0.5 - spread, 0.5 + spread),
+        solarize_curve=curve,
         supervised=method.needs_labels,
     )
 
 
 def with_resolved_views(cfg: Config, augment: MultiViewAugment, dataset: ImageDataset) -> Config:
-    """``cfg`` naming what its None view settings resolved to for ``augment``: the views' side
-    and solarization (the preset's probability and threshold spread), and ``train.precise_bn`` (``PRECISE_BN_IMAGES`` where the
-    views are resized to another side than the images', else 0), so that ``config.json`` records
-    them and a later change of a preset's defaults cannot alter the run.
+    """``cfg`` naming what its None view settings resolved to for ``augment``: the views' side,
+    solarization (the preset's probability, threshold spread and share of random grey-level
+    curves) and ``train.precise_bn`` (``PRECISE_BN_IMAGES`` where the views are resized to
+    another side than the images', else 0), so that ``config.json`` records them and a later
+    change of a preset's defaults cannot alter the run.
 
     Raises:
         ConfigError: if ``train.precise_bn`` is negative.
@@ -93,6 +100,8 @@ def with_resolved_views(cfg: Config, augment: MultiViewAugment, dataset: ImageDa
         lo, hi = thresholds.pop()
         if abs(lo + hi - 1.0) < 1e-9:  # symmetric about 0.5, as data.solarize_spread makes them
             data["solarize_spread"] = (hi - lo) / 2
+    if cfg.data.solarize_curve is None and len({s.solarize_curve for s in augment.specs}) == 1:
+        data["solarize_curve"] = augment.specs[0].solarize_curve
     precise_bn = cfg.train.precise_bn
     if precise_bn is None:
         resized = augment.size is not None and augment.size != tuple(dataset.images.shape[-2:])

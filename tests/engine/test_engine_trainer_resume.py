@@ -101,12 +101,13 @@ def test_resuming_a_run_keeps_the_views_it_started_with(
     config = saved["config"]
     assert isinstance(config, dict)
     del config["data"]["view_size"], config["data"]["solarize_p"]  # as an old run wrote it
-    del config["data"]["solarize_spread"]
+    del config["data"]["solarize_spread"], config["data"]["solarize_curve"]
     torch.save(saved, tmp_path / "b" / "last.pt")
     resumed = train(_cfg(tmp_path / "b", "simclr"), resume=True)
     assert resumed.augment.size == (28, 28)
     assert {spec.solarize_p for spec in resumed.augment.specs} == {0.0}
     assert {spec.solarize_threshold for spec in resumed.augment.specs} == {(0.5, 0.5)}
+    assert {spec.solarize_curve for spec in resumed.augment.specs} == {0.0}
     _assert_same_weights(resumed.method, expected, "simclr")
 
 
@@ -258,7 +259,7 @@ def test_default_view_size_is_stored_and_old_runs_keep_full_size_views(tmp_path:
     train(_cfg(tmp_path / "d", "simclr", "train.epochs=1", "train.knn_monitor=false"))
     stored = json.loads((tmp_path / "d" / "config.json").read_text())["data"]
     assert stored["view_size"] == 20 and stored["solarize_p"] == 0.5  # the preset's, resolved
-    assert stored["solarize_spread"] == 0.25
+    assert stored["solarize_spread"] == 0.25 and "solarize_curve" in stored
 
     old = tmp_path / "old"
     extra = ("train.epochs=1", "eval.linear_epochs=1", "eval.knn_k=20", "eval.untrained_baseline=false")
@@ -314,8 +315,8 @@ def test_a_new_run_in_an_old_directory_starts_its_logs_anew(tmp_path: Path) -> N
 
 
 def test_view_overrides_reach_the_training_views() -> None:
-    """``data.solarize_p``, ``data.solarize_spread``, ``data.erase_p``, ``data.translate`` and
-    ``data.crop_min`` replace the preset's values in every training view; an out-of-range
+    """``data.solarize_p``, ``data.solarize_spread``, ``data.solarize_curve``, ``data.erase_p``,
+    ``data.translate`` and ``data.crop_min`` replace the preset's values in every training view; an out-of-range
     value names its key."""
     from types import SimpleNamespace
 
@@ -325,14 +326,16 @@ def test_view_overrides_reach_the_training_views() -> None:
     dataset = SimpleNamespace(name="fashion-mnist", mean=(0.29,), std=(0.35,))
     unsupervised = SimpleNamespace(needs_labels=False)
     keys = ("data.solarize_p=0.2", "data.erase_p=0.3", "data.translate=0.1", "data.crop_min=0.4")
-    cfg = apply_overrides(Config(), [*keys, "data.solarize_spread=0.25"])
+    cfg = apply_overrides(Config(), [*keys, "data.solarize_spread=0.25", "data.solarize_curve=0.5"])
     aug = augment_of(cfg, dataset, unsupervised)  # type: ignore[arg-type]
     assert aug.size == (20, 20)  # the grayscale preset's views
     for spec in aug.specs:
         assert (spec.solarize_p, spec.erase_p, spec.translate) == (0.2, 0.3, 0.1)
         assert spec.scale[0] == 0.4 and spec.solarize_threshold == (0.25, 0.75)
-    with pytest.raises(ConfigError, match="data.solarize_spread"):
-        augment_of(apply_overrides(Config(), ["data.solarize_spread=0.6"]), dataset, unsupervised)  # type: ignore[arg-type]
+        assert spec.solarize_curve == 0.5
+    for bad in ("data.solarize_spread=0.6", "data.solarize_curve=1.5"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            augment_of(apply_overrides(Config(), [bad]), dataset, unsupervised)  # type: ignore[arg-type]
     plain = augment_of(Config(), dataset, unsupervised)  # type: ignore[arg-type]
     assert all(s.solarize_p == 0.5 and s.erase_p == 0.0 for s in plain.specs)  # the preset's
     with pytest.raises(ValueError, match="solarize_p"):
