@@ -224,6 +224,7 @@ def test_simclr_parameters_follow_the_paper() -> None:
     (gray,) = PRESETS["grayscale"]
     assert gray.hue == 0 and gray.saturation == 0 and gray.gray_p == 0
     assert gray.solarize_p == 0.5 and gray.solarize_threshold == (0.25, 0.75)
+    assert gray.solarize_curve == 0.5 and PRESETS["grayscale-digits"][0].solarize_curve == 0.0
     assert PRESETS["grayscale-supervised"][0].solarize_p == 0.0
     assert not math.isnan(gray.brightness)
 

@@ -259,7 +259,7 @@ def test_default_view_size_is_stored_and_old_runs_keep_full_size_views(tmp_path:
     train(_cfg(tmp_path / "d", "simclr", "train.epochs=1", "train.knn_monitor=false"))
     stored = json.loads((tmp_path / "d" / "config.json").read_text())["data"]
     assert stored["view_size"] == 20 and stored["solarize_p"] == 0.5  # the preset's, resolved
-    assert stored["solarize_spread"] == 0.25 and "solarize_curve" in stored
+    assert stored["solarize_spread"] == 0.25 and stored["solarize_curve"] == 0.5
 
     old = tmp_path / "old"
     extra = ("train.epochs=1", "eval.linear_epochs=1", "eval.knn_k=20", "eval.untrained_baseline=false")
@@ -338,6 +338,7 @@ def test_view_overrides_reach_the_training_views() -> None:
             augment_of(apply_overrides(Config(), [bad]), dataset, unsupervised)  # type: ignore[arg-type]
     plain = augment_of(Config(), dataset, unsupervised)  # type: ignore[arg-type]
     assert all(s.solarize_p == 0.5 and s.erase_p == 0.0 for s in plain.specs)  # the preset's
+    assert all(s.solarize_curve == 0.5 for s in plain.specs)
     with pytest.raises(ValueError, match="solarize_p"):
         augment_of(apply_overrides(Config(), ["data.solarize_p=2.0"]), dataset, unsupervised)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="data.solarize_p"):
