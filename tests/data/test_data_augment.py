@@ -333,7 +333,8 @@ def test_solarize_probability_override() -> None:
     view is the p-0 view with the pixels at or above 0.5 inverted (the solarize draw comes after
     the others), and no pixel of any view stays above 0.5."""
     x = _batch(b=48, c=1, side=28)
-    at_half = {"solarize_threshold": (0.5, 0.5)}  # the preset draws a threshold per view
+    # the preset draws a threshold per view and curves some views instead
+    at_half = {"solarize_threshold": (0.5, 0.5), "solarize_curve": 0.0}
     plain = make_augment("grayscale", (0.5,), (0.25,), solarize_p=0.0, **at_half)
     always = make_augment("grayscale", (0.5,), (0.25,), solarize_p=1.0, **at_half)
     assert all(s.solarize_p == 1.0 for s in always.specs)
@@ -361,7 +362,9 @@ def test_solarize_threshold_drawn_per_view() -> None:
     x = _batch(b=64, c=1, side=28)
     args = ("grayscale", (0.0,), (1.0,))  # mean 0, std 1: the views are the pixels themselves
     plain = make_augment(*args, solarize_p=0.0)(x, seed=3)[0]
-    ranged = make_augment(*args, solarize_p=1.0, solarize_threshold=(0.25, 0.75))(x, seed=3)[0]
+    ranged = make_augment(
+        *args, solarize_p=1.0, solarize_threshold=(0.25, 0.75), solarize_curve=0.0
+    )(x, seed=3)[0]
     implied = []
     for before, after in zip(plain.flatten(1), ranged.flatten(1), strict=True):
         flipped = (after - (1.0 - before)).abs() < 1e-6
