@@ -144,14 +144,18 @@ def _grey_levels(images: torch.Tensor, spec: ViewSpec, generator: torch.Generato
         knots = torch.rand(b, spec.curve_knots, generator=generator)
 
     def remap(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        out = ops.solarize(x, lo if threshold is None else threshold[idx])
         if curved is None or knots is None:
-            return out
-        pick = curved[idx].nonzero().squeeze(1)
-        if pick.numel():
-            rows = pick.to(x.device)
-            out.index_copy_(0, rows, ops.grey_curve(x.index_select(0, rows), knots[idx[pick]]))
-        return out
+            return ops.solarize(x, lo if threshold is None else threshold[idx])
+        # each row is solarized or curved: compute only what each row gets (x is a copy)
+        for rows, fn in (
+            (~curved[idx], lambda v, i: ops.solarize(v, lo if threshold is None else threshold[i])),
+            (curved[idx], lambda v, i: ops.grey_curve(v, knots[i])),
+        ):
+            pick = rows.nonzero().squeeze(1)
+            if pick.numel():
+                on = pick.to(x.device)
+                x.index_copy_(0, on, fn(x.index_select(0, on), idx[pick]))
+        return x
 
     return _apply_subset(images, spec.solarize_p, generator, remap)
 
