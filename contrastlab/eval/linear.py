@@ -190,7 +190,7 @@ def linear_probe_on_encoder(
     test_labels: Tensor,
     *,
     normalize_fn: Callable[[Tensor], Tensor] = default_normalize,
-    extract_batch_size: int = 1024,
+    extract_batch_size: int = 256,
     device: torch.device | str = "cpu",
     amp: bool | None = None,
     channels_last: bool = True,

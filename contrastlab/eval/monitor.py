@@ -49,7 +49,7 @@ class KNNMonitor:
         t: float = 0.1,
         seed: int = 0,
         normalize_fn: Callable[[Tensor], Tensor] = default_normalize,
-        batch_size: int = 1024,
+        batch_size: int = 256,
         device: torch.device | str = "cpu",
         amp: bool | None = None,
         channels_last: bool = True,
