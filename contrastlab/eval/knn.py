@@ -39,7 +39,6 @@ def _check(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, k: int
         raise ValueError(f"t must be > 0, got {t}")
 
 
-@torch.no_grad()
 def knn_scores(
     train_feats: Tensor,
     train_labels: Tensor,
@@ -50,6 +49,9 @@ def knn_scores(
     chunk: int = 1024,
 ) -> Tensor:
     """Summed class votes Σ_{neighbours of class c} exp(s/t), float32 (M, num_classes).
+
+    The votes are absolute, so they overflow to inf where s / t > 88 (t below ~0.0114 for close
+    neighbours); ``knn_classify`` compares them relative to each row's largest weight instead.
 
     Args:
         train_feats: (N, F) features of the labelled bank (need not be normalised).
@@ -63,6 +65,22 @@ def knn_scores(
     Raises:
         ValueError: on mismatched shapes, k < 1, t ≤ 0, chunk < 1, or labels out of range.
     """
+    return _votes(train_feats, train_labels, test_feats, k, t, num_classes, chunk, relative=False)
+
+
+@torch.no_grad()
+def _votes(
+    train_feats: Tensor,
+    train_labels: Tensor,
+    test_feats: Tensor,
+    k: int,
+    t: float,
+    num_classes: int | None,
+    chunk: int,
+    relative: bool,
+) -> Tensor:
+    """``knn_scores``; with ``relative`` each row's votes are divided by exp(s_max / t) (its
+    nearest neighbour's weight), which keeps them finite for any t and leaves the argmax."""
     _check(train_feats, train_labels, test_feats, k, t)
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
@@ -77,7 +95,7 @@ def knn_scores(
         q = F.normalize(test_feats[start : start + chunk].to(bank.device).float(), dim=1)
         sim = q @ bank.T  # (m, N)
         top_s, top_i = sim.topk(k, dim=1)  # (m, k)
-        weights = (top_s / t).exp_()
+        weights = ((top_s - top_s[:, :1]) if relative else top_s).div_(t).exp_()
         votes = torch.zeros(q.shape[0], c, device=bank.device)
         votes.scatter_add_(1, labels[top_i], weights)
         out[start : start + q.shape[0]] = votes
@@ -93,8 +111,10 @@ def knn_classify(
     num_classes: int | None = None,
     chunk: int = 1024,
 ) -> Tensor:
-    """Weighted-kNN predictions, int64 (M,). Arguments as in ``knn_scores``."""
-    return knn_scores(train_feats, train_labels, test_feats, k, t, num_classes, chunk).argmax(dim=1)
+    """Weighted-kNN predictions, int64 (M,). Arguments as in ``knn_scores``; the votes are
+    compared relative to each row's largest weight, so a small ``t`` cannot overflow them."""
+    votes = _votes(train_feats, train_labels, test_feats, k, t, num_classes, chunk, relative=True)
+    return votes.argmax(dim=1)
 
 
 def knn_accuracy(

@@ -52,6 +52,19 @@ def test_knn_hand_computed_weighted_vote() -> None:
     assert knn_scores(bank, labels, q, k=10, t=0.5, num_classes=4).shape == (1, 4)
 
 
+def test_knn_classify_small_temperature_does_not_overflow() -> None:
+    # One class-0 neighbour and two class-1 neighbours, all at cosine 0.95 from the query:
+    # class 1 has twice the vote. At t = 0.005 each weight e^{190} overflows float32, so
+    # comparing absolute votes would tie at inf and pick class 0.
+    c, s = 0.95, math.sqrt(1 - 0.95**2)
+    bank = torch.tensor([[c, s, 0.0], [c, 0.0, s], [c, -s, 0.0]])
+    labels = torch.tensor([0, 1, 1])
+    q = torch.tensor([[1.0, 0.0, 0.0]])
+    assert torch.isinf(knn_scores(bank, labels, q, k=3, t=0.005)).all()
+    assert knn_classify(bank, labels, q, k=3, t=0.005).tolist() == [1]
+    assert knn_accuracy(bank, labels, q, torch.tensor([1]), k=3, t=0.005) == 100.0
+
+
 def test_knn_argument_errors() -> None:
     x, y = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"test_feats must be \(M, 3\)"):
