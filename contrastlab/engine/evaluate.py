@@ -85,6 +85,7 @@ def evaluate_backbone(
         weight_decay=cfg.eval.linear_weight_decay,
         batch_size=cfg.eval.linear_batch_size,
         seed=cfg.train.seed,
+        amp=cfg.train.amp,
     )
     return {
         "knn_top1": float(knn),

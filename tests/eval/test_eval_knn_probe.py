@@ -85,6 +85,22 @@ def test_linear_probe_separable() -> None:
     assert (res.predict(xte) == yte).all()
 
 
+def test_linear_probe_bf16_steps_match_fp32() -> None:
+    # Overlapping clusters (accuracy well below 100%), so a probe that trained differently shows.
+    xtr, ytr = _clusters(400, 5, 64, 5, spread=0.35)
+    xte, yte = _clusters(200, 5, 64, 6, spread=0.35)
+    kw = dict(epochs=10, lr=0.01, batch_size=128, seed=0)
+    full = linear_probe(xtr, ytr, xte, yte, amp=False, **kw)  # type: ignore[arg-type]
+    low = linear_probe(xtr, ytr, xte, yte, amp=True, **kw)  # type: ignore[arg-type]
+    assert 60.0 < full.test_top1 < 99.0
+    assert abs(low.test_top1 - full.test_top1) <= 1.0
+    assert abs(low.train_loss - full.train_loss) <= 0.02 * full.train_loss
+    assert low.classifier.weight.dtype == torch.float32
+    # bf16 steps really ran: the weights differ from the fp32 run's, slightly
+    diff = (low.classifier.weight - full.classifier.weight).abs().max().item()
+    assert 0.0 < diff < 0.1 * full.classifier.weight.abs().max().item()
+
+
 def test_linear_probe_deterministic_given_seed() -> None:
     xtr, ytr = _clusters(30, 3, 5, 4, spread=1.0)
     a = linear_probe(xtr, ytr, xtr, ytr, epochs=3, seed=1)
