@@ -19,14 +19,25 @@ from pathlib import Path
 
 import torch
 
-from contrastlab.config import config_from_run
-from contrastlab.data import load_dataset
+from contrastlab.config import Config, config_from_run
+from contrastlab.data import ImageDataset, load_dataset
 from contrastlab.engine.evaluate import normalizer
 from contrastlab.engine.setup import method_for, placed
 from contrastlab.eval import extract_features
 from contrastlab.eval.linear import linear_probe
+from contrastlab.methods import Method
 
 DEFAULT = (30, 1e-2, 5e-6)  # EvalConfig's linear_epochs, linear_lr, linear_weight_decay
+
+
+def load_run(run_dir: Path) -> tuple[Config, ImageDataset, ImageDataset, Method]:
+    """A finished Fashion-MNIST run's config, the training and test splits, and its method on
+    the CPU with the trained backbone loaded (``encoder.pt``, ``weights_only``)."""
+    cfg = config_from_run(json.loads((run_dir / "config.json").read_text()))
+    train, test = load_dataset("fashion-mnist"), load_dataset("fashion-mnist", "test")
+    method = placed(method_for(cfg, train, None), cfg, torch.device("cpu"))
+    method.backbone.load_state_dict(torch.load(run_dir / "encoder.pt", weights_only=True))
+    return cfg, train, test, method
 
 
 def main() -> None:
@@ -39,10 +50,7 @@ def main() -> None:
     p.add_argument("--holdout", type=int, default=10_000, help="training images held out")
     ns = p.parse_args()
     torch.set_num_threads(ns.threads)
-    cfg = config_from_run(json.loads((ns.run_dir / "config.json").read_text()))
-    train, test = load_dataset("fashion-mnist"), load_dataset("fashion-mnist", "test")
-    method = placed(method_for(cfg, train, None), cfg, torch.device("cpu"))
-    method.backbone.load_state_dict(torch.load(ns.run_dir / "encoder.pt", weights_only=True))
+    cfg, train, test, method = load_run(ns.run_dir)
     feats, test_feats = (
         extract_features(
             method.backbone,

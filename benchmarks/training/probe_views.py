@@ -28,12 +28,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from probe_sweep import load_run  # same folder: the script's directory is on sys.path
 from torch import Tensor
 
-from contrastlab.config import config_from_run
-from contrastlab.data import load_dataset
 from contrastlab.engine.evaluate import normalizer
-from contrastlab.engine.setup import method_for, placed
 from contrastlab.eval import extract_features
 from contrastlab.eval.knn import knn_accuracy
 from contrastlab.eval.linear import linear_probe
@@ -49,10 +47,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     ns = p.parse_args()
     torch.set_num_threads(ns.threads)
-    cfg = config_from_run(json.loads((ns.run_dir / "config.json").read_text()))
-    train, test = load_dataset("fashion-mnist"), load_dataset("fashion-mnist", "test")
-    method = placed(method_for(cfg, train, None), cfg, torch.device("cpu"))
-    method.backbone.load_state_dict(torch.load(ns.run_dir / "encoder.pt", weights_only=True))
+    cfg, train, test, method = load_run(ns.run_dir)
 
     def feats(transform: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
         out = (
