@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from probe_sweep import load_run  # same folder: the script's directory is on sys.path
+from probe_sweep import DEFAULT, load_run  # same folder: the script's directory is on sys.path
 from torch import Tensor
 
 from contrastlab.engine.evaluate import normalizer
@@ -50,21 +50,15 @@ def main() -> None:
     cfg, train, test, method = load_run(ns.run_dir)
 
     def feats(transform: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
-        out = (
-            extract_features(
-                method.backbone,
-                transform(ds.images),
-                normalize_fn=normalizer(train),
-                amp=cfg.train.amp,
-                channels_last=cfg.train.channels_last,
-            )
-            for ds in (train, test)
-        )
-        return next(out), next(out)
+        def one(images: Tensor) -> Tensor:
+            return extract_features(method.backbone, transform(images), normalize_fn=normalizer(train),
+                                    amp=cfg.train.amp, channels_last=cfg.train.channels_last)
 
-    def probe(x: Tensor, y: Tensor, x_test: Tensor, epochs: int = 30) -> float:
-        return linear_probe(x, y, x_test, test.labels, epochs=epochs, lr=1e-2,
-                            weight_decay=5e-6, seed=cfg.train.seed).test_top1
+        return one(train.images), one(test.images)
+
+    def probe(x: Tensor, y: Tensor, x_test: Tensor, epochs: int = DEFAULT[0]) -> float:
+        return linear_probe(x, y, x_test, test.labels, epochs=epochs, lr=DEFAULT[1],
+                            weight_decay=DEFAULT[2], seed=cfg.train.seed).test_top1
 
     y = train.labels
     f, f_test = feats(lambda x: x)
