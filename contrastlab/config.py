@@ -135,7 +135,9 @@ class MethodConfig:
     """Method and its own state: MoCo's queue and momentum, BYOL's base momentum.
     ``symmetric`` (MoCo, BYOL): each of the two views serves as query / online input and the loss
     is summed over both directions; False: one direction only (view 0 → view 1, MoCo v2 as
-    published), which costs half the compute per image."""
+    published), which costs half the compute per image. ``predictor_lr_scale`` (BYOL): the
+    predictor's learning rate as a multiple of the schedule's (SimSiam's faster predictor); 1 =
+    the same as the rest."""
 
     name: str = "simclr"
     queue_size: int = 4096
@@ -143,6 +145,7 @@ class MethodConfig:
     byol_base_momentum: float = 0.99
     supervised_queue: bool = False
     symmetric: bool = True
+    predictor_lr_scale: float = 1.0
 
 
 @dataclass

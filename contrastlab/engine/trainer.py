@@ -131,18 +131,25 @@ def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
 
 
 def _build_optimizer(cfg: Config, method: Method) -> torch.optim.Optimizer:
-    """Decayed / excluded (bias, norm) groups, plus the method's own groups (a learnable τ)."""
+    """Decayed / excluded (bias, norm) groups, each split by the method's learning-rate factors
+    (``Method.lr_scales``: BYOL's predictor), plus the method's own groups (a learnable τ).
+    The schedule multiplies every group's initial lr, so the factors hold throughout."""
+    lr = cfg.optim.lr if cfg.optim.lr is not None else default_lr(cfg.method.name)
     extra = method.extra_parameter_groups()
     extra_ids = {id(p) for g in extra for p in g["params"]}  # type: ignore[attr-defined]
+    scale_of = {id(p): scale for params, scale in method.lr_scales() for p in params}
     groups = []
     for group in param_groups(method, cfg.optim.weight_decay):
         params = [p for p in group["params"] if id(p) not in extra_ids]
-        if params:
-            groups.append({**group, "params": params})
+        # Unscaled parameters first, so that param_groups[0] carries the logged lr.
+        for scale in sorted({scale_of.get(id(p), 1.0) for p in params}, key=lambda s: s != 1.0):
+            subset = [p for p in params if scale_of.get(id(p), 1.0) == scale]
+            own_lr = {"lr": lr * scale} if scale != 1.0 else {}
+            groups.append({**group, "params": subset, **own_lr})
     opt = build_optimizer(
         cfg.optim.name,
         groups + extra,
-        lr=cfg.optim.lr if cfg.optim.lr is not None else default_lr(cfg.method.name),
+        lr=lr,
         weight_decay=cfg.optim.weight_decay,
         momentum=cfg.optim.momentum,
         nesterov=cfg.optim.nesterov,

@@ -120,6 +120,12 @@ class Method(nn.Module):
             group["lr"] = self.temperature_lr
         return [group]
 
+    def lr_scales(self) -> list[tuple[list[nn.Parameter], float]]:
+        """Parameters whose learning rate is the schedule's times a factor, as (params, factor)
+        pairs; the trainer gives them their own optimiser groups. None by default; BYOL lists its
+        predictor when ``predictor_lr_scale`` ≠ 1."""
+        return []
+
     @staticmethod
     def stack_views(views: list[Tensor]) -> Tensor:
         """Concatenate views ``V × (B, ...)`` into one ``(V·B, ...)`` batch for a single forward."""

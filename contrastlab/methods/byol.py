@@ -29,6 +29,9 @@ class BYOL(Method):
         base_momentum: τ_base of the EMA schedule.
         symmetric: False keeps only ``byol(p1, z2')``: view 0 through the online network and
             view 1 through the target, half the compute per image.
+        predictor_lr_scale: the predictor's learning rate as a multiple of the scheduled one.
+            SimSiam (Chen & He 2021, §4.2) found that a predictor which adapts faster than the
+            encoders helps, since the regression target moves; 1 (default) trains it like the rest.
     """
 
     name: ClassVar[str] = "byol"
@@ -41,16 +44,20 @@ class BYOL(Method):
         predictor: nn.Module,
         base_momentum: float = 0.99,
         symmetric: bool = True,
+        predictor_lr_scale: float = 1.0,
     ) -> None:
         super().__init__(backbone, feat_dim)
         if not 0.0 <= base_momentum < 1.0:
             raise ValueError(f"base_momentum must be in [0, 1), got {base_momentum}")
+        if not predictor_lr_scale > 0:
+            raise ValueError(f"predictor_lr_scale must be > 0, got {predictor_lr_scale}")
         self.projector = projector
         self.predictor = predictor
         self.target_backbone = copy_frozen(backbone)
         self.target_projector = copy_frozen(projector)
         self.base_momentum = float(base_momentum)
         self.symmetric = symmetric
+        self.predictor_lr_scale = float(predictor_lr_scale)
 
     def project(self, images: Tensor) -> Tensor:
         """Online projections ``(B, D)`` (before the predictor)."""
@@ -76,6 +83,12 @@ class BYOL(Method):
         loss = byol_loss(p[:b], z_target[b:]) + byol_loss(p[b:], z_target[:b])
         emb = normalize(z_online.detach().float().reshape(2, b, -1).transpose(0, 1))
         return StepOutput(loss=loss, embeddings=emb)
+
+    def lr_scales(self) -> list[tuple[list[nn.Parameter], float]]:
+        """The predictor's parameters with ``predictor_lr_scale`` (nothing when it is 1)."""
+        if self.predictor_lr_scale == 1.0:
+            return []
+        return [(list(self.predictor.parameters()), self.predictor_lr_scale)]
 
     def after_optimizer_step(self, *, step: int, progress: float) -> None:
         """Move the target towards the online network with the cosine momentum schedule."""

@@ -239,6 +239,12 @@ def build_method(
     loss_name = _loss_name(cfg)
     if not cfg.method.symmetric and name not in ("moco", "byol"):
         raise ConfigError(f"method.symmetric=false applies to moco and byol, not {name!r}")
+    if cfg.method.predictor_lr_scale != 1.0 and name != "byol":
+        raise ConfigError(f"method.predictor_lr_scale applies to byol, not {name!r}")
+    if not cfg.method.predictor_lr_scale > 0:
+        raise ConfigError(
+            f"method.predictor_lr_scale must be > 0, got {cfg.method.predictor_lr_scale}"
+        )
     mc = cfg.model
     if backbone is not None:
         feat_dim = infer_feat_dim(backbone, (in_channels, *image_shape))
@@ -324,4 +330,5 @@ def build_method(
         predictor,
         base_momentum=cfg.method.byol_base_momentum,
         symmetric=cfg.method.symmetric,
+        predictor_lr_scale=cfg.method.predictor_lr_scale,
     )

@@ -232,6 +232,34 @@ def test_learning_rate_defaults_per_method() -> None:
     assert {g["lr"] for g in opt.param_groups} == {1.2e-2}
 
 
+def test_byol_predictor_lr_scale_gives_the_predictor_its_own_rate() -> None:
+    """method.predictor_lr_scale multiplies the predictor's learning rate (and only its), keeps
+    the weight-decay exclusions, survives the schedule, and is refused outside BYOL or at <= 0."""
+    from contrastlab.engine.trainer import _build_optimizer, _set_lr
+
+    cfg = _cfg("byol", **{"method.predictor_lr_scale": "10", "optim.lr": "0.002"})
+    method = build_method(cfg, in_channels=1)
+    opt = _build_optimizer(cfg, method)
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(trainable)
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    assert set(group_of) == {id(p) for p in trainable}
+    predictor = {id(p) for p in method.predictor.parameters()}
+    assert [group_of[i]["lr"] for i in predictor] == pytest.approx([0.02] * len(predictor))
+    assert {g["lr"] for i, g in group_of.items() if i not in predictor} == {0.002}
+    assert opt.param_groups[0]["lr"] == 0.002  # the group whose lr is logged
+    for name, p in method.predictor.named_parameters():
+        assert group_of[id(p)]["weight_decay"] == (0.0 if p.ndim <= 1 else 1e-4), name
+    assert _set_lr(opt, 0.5) == pytest.approx(0.001)
+    assert [group_of[i]["lr"] for i in predictor] == pytest.approx([0.01] * len(predictor))
+    plain = _build_optimizer(_cfg("byol"), build_method(_cfg("byol"), in_channels=1))
+    assert len(plain.param_groups) == 2  # scale 1: no extra groups
+    with pytest.raises(ConfigError, match="predictor_lr_scale applies to byol"):
+        build_method(_cfg("simclr", **{"method.predictor_lr_scale": "2"}), in_channels=1)
+    with pytest.raises(ConfigError, match="predictor_lr_scale must be > 0"):
+        build_method(_cfg("byol", **{"method.predictor_lr_scale": "0"}), in_channels=1)
+
+
 def test_cosine_temperature_period_is_the_runs_length_in_steps() -> None:
     """The trainer passes optimiser steps, so the cosine schedule's default period is the run's
     epochs × steps per epoch (τ_max at step 0, τ_min at the end); on a wall-clock budget
