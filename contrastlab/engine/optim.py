@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LARS", "build_optimizer", "param_groups"]
+__all__ = ["LARS", "build_optimizer", "param_groups", "split_by_lr_scale"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
@@ -48,6 +48,24 @@ def param_groups(
         {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
     ]
     return [g for g in groups if g["params"]]
+
+
+def split_by_lr_scale(
+    groups: list[dict[str, Any]], scales: list[tuple[list[nn.Parameter], float]], lr: float
+) -> list[dict[str, Any]]:
+    """Split param groups so that the parameters of each ``(params, factor)`` pair in ``scales``
+    get groups of their own at ``lr × factor`` (BYOL's faster predictor), each keeping its
+    group's other settings (weight decay, LARS exclusion). Within a group the unscaled
+    parameters come first, so the first group keeps the base rate; empty groups are dropped."""
+    scale_of = {id(p): scale for params, scale in scales for p in params}
+    out: list[dict[str, Any]] = []
+    for group in groups:
+        params = group["params"]
+        for scale in sorted({scale_of.get(id(p), 1.0) for p in params}, key=lambda s: s != 1.0):
+            subset = [p for p in params if scale_of.get(id(p), 1.0) == scale]
+            own_lr = {"lr": lr * scale} if scale != 1.0 else {}
+            out.append({**group, "params": subset, **own_lr})
+    return out
 
 
 class LARS(torch.optim.Optimizer):

@@ -39,7 +39,7 @@ from contrastlab.engine.checkpoint import (
 )
 from contrastlab.engine.diagnostics import Diagnostics
 from contrastlab.engine.logging import RunLogger, progress_bar
-from contrastlab.engine.optim import build_optimizer, param_groups
+from contrastlab.engine.optim import build_optimizer, param_groups, split_by_lr_scale
 from contrastlab.engine.schedule import warmup_cosine
 from contrastlab.engine.setup import (
     CUSTOM_BACKBONE,
@@ -137,18 +137,13 @@ def _build_optimizer(cfg: Config, method: Method) -> torch.optim.Optimizer:
     lr = cfg.optim.lr if cfg.optim.lr is not None else default_lr(cfg.method.name)
     extra = method.extra_parameter_groups()
     extra_ids = {id(p) for g in extra for p in g["params"]}  # type: ignore[attr-defined]
-    scale_of = {id(p): scale for params, scale in method.lr_scales() for p in params}
-    groups = []
-    for group in param_groups(method, cfg.optim.weight_decay):
-        params = [p for p in group["params"] if id(p) not in extra_ids]
-        # Unscaled parameters first, so that param_groups[0] carries the logged lr.
-        for scale in sorted({scale_of.get(id(p), 1.0) for p in params}, key=lambda s: s != 1.0):
-            subset = [p for p in params if scale_of.get(id(p), 1.0) == scale]
-            own_lr = {"lr": lr * scale} if scale != 1.0 else {}
-            groups.append({**group, "params": subset, **own_lr})
+    groups = [
+        {**group, "params": [p for p in group["params"] if id(p) not in extra_ids]}
+        for group in param_groups(method, cfg.optim.weight_decay)
+    ]
     opt = build_optimizer(
         cfg.optim.name,
-        groups + extra,
+        split_by_lr_scale(groups, method.lr_scales(), lr) + extra,  # [0] keeps the logged lr
         lr=lr,
         weight_decay=cfg.optim.weight_decay,
         momentum=cfg.optim.momentum,

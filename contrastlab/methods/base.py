@@ -122,7 +122,7 @@ class Method(nn.Module):
 
     def lr_scales(self) -> list[tuple[list[nn.Parameter], float]]:
         """Parameters whose learning rate is the schedule's times a factor, as (params, factor)
-        pairs; the trainer gives them their own optimiser groups. None by default; BYOL lists its
+        pairs; the trainer gives them their own optimiser groups. Empty by default; BYOL lists its
         predictor when ``predictor_lr_scale`` ≠ 1."""
         return []
 
