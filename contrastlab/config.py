@@ -85,6 +85,8 @@ class ModelConfig:
     ``stem_width`` chooses the small CNN's stem: 0 is the space-to-depth stem (2×2 pixel
     patches), C > 0 a learned one at full resolution (3×3 convolution with C channels, 2×2
     max-pool, BN, ReLU); None is the method's default (16 for SupCon, 0 otherwise).
+    ``mirror`` builds the small CNN from mirror-equivariant layers, so that an image and its
+    mirror image get the same features (``contrastlab.nn.mirror``; even widths only).
     ``cifar_stem`` is the ResNets' 3×3 stem. The projection head (SimCLR, SupCon, MoCo; BYOL's
     projector) has ``proj_layers`` linear layers (the hidden ones ``proj_hidden_dim`` wide, each
     followed by BN and ReLU) and ends in ``proj_dim``; ``proj_last_bn`` adds an affine-free BN on
@@ -97,6 +99,7 @@ class ModelConfig:
     feat_dim: int | None = None
     pools: str | None = None
     stem_width: int | None = None
+    mirror: bool = False
     proj_hidden_dim: int = 512
     proj_dim: int = 128
     proj_layers: int = 2

@@ -258,6 +258,7 @@ def build_method(
                 kw["widths"] = (w, 2 * w, 4 * w, small.feat_dim)
                 kw["pools"] = _pool_units(small.pools)
                 kw["stem_width"] = small.stem_width
+                kw["mirror"] = small.mirror
             elif mc.feat_dim is not None:
                 raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
             elif mc.pools is not None:
@@ -266,6 +267,8 @@ def build_method(
                 raise ValueError(
                     f"stem_width is a small_cnn option; {mc.backbone} has cifar_stem instead"
                 )
+            elif mc.mirror:
+                raise ValueError(f"mirror is a small_cnn option, not one of {mc.backbone}")
             backbone = build_backbone(
                 mc.backbone, in_channels=in_channels, cifar_stem=mc.cifar_stem, **kw
             )

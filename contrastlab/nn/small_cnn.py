@@ -43,6 +43,13 @@ channels_last, ≈1.9k views per CPU-second vs ≈0.6k for plain conv-BN-ReLU-po
   and 0.8 at equal compute, and SupCon nothing per epoch, so SupCon uses it by default
   (``contrastlab.methods.SMALL_CNN_DEFAULTS``, which also widens SupCon's CNN to 48-96-192-1024).
 
+* ``mirror=True`` builds the same layout from the mirror-equivariant layers of
+  :mod:`contrastlab.nn.mirror` (each unit's filters come in mirror-image pairs, BN is shared per
+  pair, max-pools are placed symmetrically), and its features are the invariant
+  [max(a, b) | min(a, b)] of each channel pair: the encoder maps an image and its mirror image to
+  the same features, at the same FLOPs and half the convolution parameters. Every width (and
+  ``stem_width``, if set) must then be even.
+
 About 0.23 M parameters and 5.9 M multiply-adds per 1×28×28 image (3.0 M pooling after units 1
 and 2).
 """
@@ -53,6 +60,15 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from contrastlab.nn.mirror import (
+    MirrorConv2d,
+    MirrorMaxPool2d,
+    PairedBatchNorm2d,
+    halves_perm,
+    orbit_features,
+    space_to_depth_perm,
+)
 
 __all__ = ["SmallCNN", "relu_global_mean"]
 
@@ -100,6 +116,14 @@ def _unit(cin: int, cout: int, kernel: int, pool: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _mirror_unit(cin: int, cout: int, kernel: int, pool: bool, in_perm: Tensor | None) -> nn.Sequential:
+    layers: list[nn.Module] = [MirrorConv2d(cin, cout, kernel, in_perm=in_perm)]
+    if pool:
+        layers.append(MirrorMaxPool2d())
+    layers += [PairedBatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
 class SmallCNN(nn.Module):
     """Four conv-BN-ReLU units with pooling and a global average pool.
 
@@ -110,13 +134,15 @@ class SmallCNN(nn.Module):
         stem_width: 0 for the space-to-depth stem (``PixelUnshuffle(2)``: unit 1 reads the
             4·C pixels of each 2×2 patch); C > 0 for a learned stem at full resolution,
             conv3×3 (C channels) → max-pool 2 → BN → ReLU, which also halves H and W.
+        mirror: build every unit from mirror-equivariant layers and return mirror-invariant
+            features (see the module docstring); needs even widths and ``stem_width``.
 
     Shapes: ``forward`` (B, in_channels, H, W) with H, W even and ≥ ``min_size``
     (8, or 16 when all three units pool) → (B, widths[-1]).
 
     Raises:
         ValueError: if ``widths`` is not four positive ints, ``pools`` not three bools,
-            ``in_channels`` < 1, ``stem_width`` < 0, or the input is not 4-D with even H, W ≥
+            ``in_channels`` < 1, ``stem_width`` < 0, an odd width with ``mirror``, or the input is not 4-D with even H, W ≥
             ``min_size``.
     """
 
@@ -126,6 +152,7 @@ class SmallCNN(nn.Module):
         widths: Sequence[int] = (32, 64, 128, 1024),
         pools: Sequence[bool] = (True, False, True),
         stem_width: int = 0,
+        mirror: bool = False,
     ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
@@ -138,17 +165,34 @@ class SmallCNN(nn.Module):
             raise ValueError(f"pools must be three bools (units 1-3), got {pools}")
         if stem_width < 0:
             raise ValueError(f"stem_width must be >= 0 (0: space-to-depth stem), got {stem_width}")
+        if mirror and any(w % 2 for w in (*widths, stem_width)):
+            raise ValueError(
+                f"mirror needs even widths and stem_width, got {widths} and {stem_width}"
+            )
         w0, w1, w2, w3 = widths
         self.stem: nn.Module
         if stem_width:
-            self.stem = _unit(in_channels, stem_width, 3, pool=True)
+            self.stem = (
+                _mirror_unit(in_channels, stem_width, 3, True, None)
+                if mirror
+                else _unit(in_channels, stem_width, 3, pool=True)
+            )
         else:
             self.stem = nn.PixelUnshuffle(2)
         self.stem_width = stem_width
-        self.unit1 = _unit(stem_width or 4 * in_channels, w0, 3, pool=pools[0])
-        self.unit2 = _unit(w0, w1, 3, pool=pools[1])
-        self.unit3 = _unit(w1, w2, 3, pool=pools[2])
-        self.unit4 = _unit(w2, w3, 1, pool=False)
+        self.mirror = mirror
+        cin = stem_width or 4 * in_channels
+        if mirror:
+            perm = halves_perm(stem_width) if stem_width else space_to_depth_perm(in_channels)
+            self.unit1 = _mirror_unit(cin, w0, 3, pools[0], perm)
+            self.unit2 = _mirror_unit(w0, w1, 3, pools[1], halves_perm(w0))
+            self.unit3 = _mirror_unit(w1, w2, 3, pools[2], halves_perm(w1))
+            self.unit4 = _mirror_unit(w2, w3, 1, False, halves_perm(w2))
+        else:
+            self.unit1 = _unit(cin, w0, 3, pool=pools[0])
+            self.unit2 = _unit(w0, w1, 3, pool=pools[1])
+            self.unit3 = _unit(w1, w2, 3, pool=pools[2])
+            self.unit4 = _unit(w2, w3, 1, pool=False)
         self.feat_dim: int = w3
         self.pools = pools
         # the stem halves H and W and each pool halves them again; the last map must be >= 1
@@ -166,4 +210,5 @@ class SmallCNN(nn.Module):
             )
         x = self.unit3(self.unit2(self.unit1(self.stem(x))))
         conv, bn, _relu = self.unit4
-        return relu_global_mean(bn(conv(x)))
+        features = relu_global_mean(bn(conv(x)))
+        return orbit_features(features) if self.mirror else features
