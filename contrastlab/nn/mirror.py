@@ -164,4 +164,7 @@ def orbit_features(z: Tensor) -> Tensor:
     if z.dim() != 2 or z.shape[1] % 2:
         raise ValueError(f"z must have shape (B, C) with C even, got {tuple(z.shape)}")
     a, b = z.chunk(2, dim=1)
-    return torch.cat([torch.maximum(a, b), torch.minimum(a, b)], dim=1)
+    # max = (s + d) / 2 and min = (s - d) / 2 with s = a + b, d = |a - b|: both symmetric in a
+    # and b bit for bit, and cheaper to differentiate than maximum/minimum (masked fills)
+    total, gap = a + b, (a - b).abs()
+    return torch.cat([total + gap, total - gap], dim=1) * 0.5

@@ -93,8 +93,11 @@ class _ReLUGlobalMean(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors  # type: ignore[attr-defined]
         scale = grad / (y.shape[2] * y.shape[3])
-        grad_x: Tensor = (y > 0) * scale[:, :, None, None]
-        return grad_x
+        # y = relu(x) >= 0, so sign(y) is the float mask (y > 0), laid out like y; multiplying
+        # into it in place took 0.8 ms for a (512, 1024, 2, 2) map where ``(y > 0) * scale``
+        # (bool times float, broadcast) took 10 ms and then a copy into y's layout
+        grad_x = torch.sign(y)
+        return grad_x.mul_(scale[:, :, None, None])
 
 
 def relu_global_mean(x: Tensor) -> Tensor:
@@ -120,7 +123,9 @@ def _mirror_unit(cin: int, cout: int, kernel: int, pool: bool, in_perm: Tensor |
     layers: list[nn.Module] = [MirrorConv2d(cin, cout, kernel, in_perm=in_perm)]
     if pool:
         layers.append(MirrorMaxPool2d())
-    layers += [PairedBatchNorm2d(cout), nn.ReLU(inplace=True)]
+    # not in place: the paired BN returns a view, and an in-place ReLU on a view made autograd
+    # run its backward through copies (5 ms of a ~120 ms forward+backward)
+    layers += [PairedBatchNorm2d(cout), nn.ReLU()]
     return nn.Sequential(*layers)
 
 

@@ -108,7 +108,9 @@ def test_orbit_features_invariant_and_differentiable() -> None:
     swapped = torch.cat([z[:, 3:], z[:, :3]], 1)
     torch.testing.assert_close(orbit_features(swapped), orbit_features(z))
     out = orbit_features(z)
-    assert torch.equal(out[:, :3], torch.maximum(z[:, :3], z[:, 3:]))
+    torch.testing.assert_close(out[:, :3], torch.maximum(z[:, :3], z[:, 3:]))
+    torch.testing.assert_close(out[:, 3:], torch.minimum(z[:, :3], z[:, 3:]))
+    assert torch.equal(orbit_features(swapped), out)  # bit for bit, not just close
     assert torch.autograd.gradcheck(orbit_features, (z,))
     with pytest.raises(ValueError, match="C even"):
         orbit_features(torch.randn(2, 5))
