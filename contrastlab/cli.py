@@ -6,16 +6,35 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-# Threads that wait passively: with active spinning, a 2-thread run on 2 cores that shares one core
-# with any other process slowed down 8x here (868 -> 110 images/s); passive waiting kept 862.
-# Must be set before torch starts its OpenMP runtime, so before the engine is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+# torch-free, so that the OpenMP settings below still come before torch loads
 from contrastlab.config import Config, ConfigError, apply_overrides, config_to_dict, load_config
 
-__all__ = ["build_parser", "config_from_args", "main"]
+
+def openmp_wait_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """How OpenMP threads wait between parallel regions, unless the user chose already.
+
+    Returns the variables to add to ``environ``: none if it sets ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT``, else ``OMP_WAIT_POLICY=PASSIVE`` with ``GOMP_SPINCOUNT=2000``. Measured on
+    2 cores with torch's GNU libgomp (SimCLR steps, batch 256; ``benchmarks/training/README.md``,
+    seventeenth round): libgomp's default spin (300,000 iterations) slowed two 2-thread jobs
+    sharing the cores to ~470 images/s each (an earlier run on a shared core: 8×, 868 → 110),
+    while fully passive threads (spin 0) lose the gaps between regions on a quiet machine (~1,390
+    against ~1,730 images/s, medians of four). A spin of 2,000 iterations (tens of µs) bridges
+    those gaps and then sleeps; libgomp lets ``GOMP_SPINCOUNT`` override the policy, and other
+    OpenMP runtimes ignore it and wait passively.
+    """
+    if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
+        return {}
+    return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "2000"}
+
+
+# Must be set before torch starts its OpenMP runtime, so before the engine is imported.
+os.environ.update(openmp_wait_env(os.environ))
+
+
+__all__ = ["build_parser", "config_from_args", "main", "openmp_wait_env"]
 
 DEMO_MINUTES = 2.0
 

@@ -65,7 +65,10 @@ def host_gflops(env: dict[str, str]) -> float:
 def run_one(
     method: str, seed: int, minutes: float, out: Path, extra: list[str]
 ) -> dict[str, object]:
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
+    from contrastlab.cli import openmp_wait_env
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env.update(openmp_wait_env(env))  # as the CLI sets them: the host probe waits like the run
     gflops = host_gflops(env)
     cmd = [
         sys.executable,

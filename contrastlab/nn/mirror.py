@@ -122,6 +122,9 @@ class PairedBatchNorm2d(nn.BatchNorm2d):
     The (N, C, H, W) input is viewed as (N, C/2, H, 2W) (channels-last inputs) or (2N, C/2, H, W)
     (contiguous ones) without a copy, so the native kernel pools A_k's and B_k's values.
     ``num_features`` is C/2; the running statistics, ``weight`` and ``bias`` have C/2 entries.
+    It is a ``BatchNorm2d``, so :func:`contrastlab.nn.recompute_bn_stats` treats it as one; but
+    ``nn.SyncBatchNorm.convert_sync_batchnorm`` would replace it by a plain C/2-channel layer
+    that rejects the C-channel input.
     """
 
     def __init__(self, channels: int, **kw: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,23 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
 
     again = config_from_dict(json.loads(json.dumps(config_to_dict(cfg))))
     assert again == cfg
+
+
+def test_openmp_wait_defaults_respect_the_user() -> None:
+    """The CLI bounds OpenMP's spin-waiting unless the environment already chose a policy."""
+    import subprocess
+    import sys
+
+    from contrastlab.cli import openmp_wait_env
+
+    assert openmp_wait_env({}) == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "2000"}
+    assert openmp_wait_env({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
+    assert openmp_wait_env({"GOMP_SPINCOUNT": "0"}) == {}
+    # applied when the module loads, i.e. before anything imports torch
+    probe = "import os, sys, contrastlab.cli; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["2000", "False"], out.stderr
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["None", "False"], out.stderr
