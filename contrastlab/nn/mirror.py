@@ -87,10 +87,14 @@ class MirrorConv2d(nn.Module):
         ):
             raise ValueError(f"in_perm must be a permutation of range({in_channels})")
         if not torch.equal(perm[perm], torch.arange(in_channels)):
-            raise ValueError("in_perm must be an involution (a mirror applied twice is the identity)")
+            raise ValueError(
+                "in_perm must be an involution (a mirror applied twice is the identity)"
+            )
         self.register_buffer("in_perm", perm, persistent=False)
         self.padding = kernel_size // 2
-        self.weight = nn.Parameter(torch.empty(out_channels // 2, in_channels, kernel_size, kernel_size))
+        self.weight = nn.Parameter(
+            torch.empty(out_channels // 2, in_channels, kernel_size, kernel_size)
+        )
         std = math.sqrt(2.0 / (out_channels * kernel_size * kernel_size))
         nn.init.normal_(self.weight, 0.0, std)
 
@@ -111,9 +115,9 @@ class MirrorConv2d(nn.Module):
 
 def _channels_last(t: Tensor) -> bool:
     """Whether a 4-D tensor is laid out channels-last (and not also plainly contiguous)."""
-    return (
-        t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-    )
+    if t.dim() != 4 or t.is_contiguous():
+        return False
+    return t.is_contiguous(memory_format=torch.channels_last)
 
 
 class PairedBatchNorm2d(nn.BatchNorm2d):

@@ -119,7 +119,9 @@ def _unit(cin: int, cout: int, kernel: int, pool: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _mirror_unit(cin: int, cout: int, kernel: int, pool: bool, in_perm: Tensor | None) -> nn.Sequential:
+def _mirror_unit(
+    cin: int, cout: int, kernel: int, pool: bool, in_perm: Tensor | None
+) -> nn.Sequential:
     layers: list[nn.Module] = [MirrorConv2d(cin, cout, kernel, in_perm=in_perm)]
     if pool:
         layers.append(MirrorMaxPool2d())
@@ -147,8 +149,8 @@ class SmallCNN(nn.Module):
 
     Raises:
         ValueError: if ``widths`` is not four positive ints, ``pools`` not three bools,
-            ``in_channels`` < 1, ``stem_width`` < 0, an odd width with ``mirror``, or the input is not 4-D with even H, W ≥
-            ``min_size``.
+            ``in_channels`` < 1, ``stem_width`` < 0, an odd width with ``mirror``, or the input
+            is not 4-D with even H, W ≥ ``min_size``.
     """
 
     def __init__(

@@ -123,7 +123,10 @@ def test_openmp_wait_defaults_respect_the_user() -> None:
     assert openmp_wait_env({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
     assert openmp_wait_env({"GOMP_SPINCOUNT": "0"}) == {}
     # applied when the module loads, i.e. before anything imports torch
-    probe = "import os, sys, contrastlab.cli; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    probe = (
+        "import os, sys, contrastlab.cli; "
+        "print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["2000", "False"], out.stderr

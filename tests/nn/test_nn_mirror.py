@@ -38,7 +38,9 @@ def test_permutations() -> None:
         halves_perm(5)
 
 
-@pytest.mark.parametrize(("kernel", "in_perm"), [(3, None), (3, halves_perm(4)), (1, halves_perm(4))])
+@pytest.mark.parametrize(
+    ("kernel", "in_perm"), [(3, None), (3, halves_perm(4)), (1, halves_perm(4))]
+)
 def test_mirror_conv_weight_and_equivariance(kernel: int, in_perm: torch.Tensor | None) -> None:
     torch.manual_seed(0)
     conv = MirrorConv2d(4, 6, kernel, in_perm=in_perm).double()
