@@ -20,9 +20,10 @@ def openmp_wait_env(environ: Mapping[str, str]) -> dict[str, str]:
     2 cores with torch's GNU libgomp (SimCLR steps, batch 256; ``benchmarks/training/README.md``,
     seventeenth round): libgomp's default spin (300,000 iterations) slowed two 2-thread jobs
     sharing the cores to ~470 images/s each (an earlier run on a shared core: 8×, 868 → 110),
-    while fully passive threads (spin 0) lose the gaps between regions on a quiet machine (~1,390
-    against ~1,730 images/s, medians of four). A spin of 2,000 iterations (tens of µs) bridges
-    those gaps and then sleeps; libgomp lets ``GOMP_SPINCOUNT`` override the policy, and other
+    while fully passive threads (spin 0) pay a wake-up at every parallel region on a quiet
+    machine. A spin of 2,000 iterations (tens of µs) bridges the gaps between regions and then
+    sleeps: 1.18× passive's step rate on a quiet host (median of six alternations), 3–12% below
+    it when two jobs share the cores. libgomp lets ``GOMP_SPINCOUNT`` override the policy; other
     OpenMP runtimes ignore it and wait passively.
     """
     if "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:

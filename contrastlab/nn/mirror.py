@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "MirrorConv2d",
+    "MirrorMaxPool2d",
     "PairedBatchNorm2d",
     "halves_perm",
     "mirror_max_pool2d",
