@@ -188,6 +188,22 @@ def _timed_steps(method, opt, aug, ds, cfg, gen, n_steps: int, batch: int) -> di
     return parts
 
 
+def build_arm(ds, sets: list[str]):  # type: ignore[no-untyped-def]
+    """(cfg, method, optimizer, augment, generator) of a SimCLR model for timed steps: the
+    library's config with ``sets`` applied, channels-last, seeded, with the run's own views."""
+    import torch
+
+    from contrastlab.config import Config, apply_overrides
+    from contrastlab.engine.trainer import _build_optimizer, augment_of
+    from contrastlab.methods import build_method
+
+    cfg = apply_overrides(Config(), sets)
+    torch.manual_seed(0)
+    method = build_method(cfg, 1).to(memory_format=torch.channels_last)
+    aug = augment_of(cfg, ds, method)  # the run's own views (preset, view_size, ...)
+    return cfg, method, _build_optimizer(cfg, method), aug, torch.Generator().manual_seed(0)
+
+
 def throughput(args: argparse.Namespace) -> None:
     """Images/s of full SimCLR steps (augment + forward + backward + update) at batch 256.
 
@@ -196,11 +212,8 @@ def throughput(args: argparse.Namespace) -> None:
     """
     import torch
 
-    from contrastlab.config import Config, apply_overrides
     from contrastlab.data import load_dataset
     from contrastlab.engine.evaluate import evaluate_backbone
-    from contrastlab.engine.trainer import _build_optimizer, augment_of
-    from contrastlab.methods import build_method
 
     torch.set_num_threads(args.threads)
     ds = load_dataset("fashion-mnist")
@@ -208,14 +221,9 @@ def throughput(args: argparse.Namespace) -> None:
     arms = {"default": list(args.set)}
     if args.ab:
         arms[" ".join(args.ab)] = [*args.set, *args.ab]
-    built = {}
-    for name, sets in arms.items():
-        cfg = apply_overrides(Config(), [f"data.batch_size={args.batch}", *sets])
-        torch.manual_seed(0)
-        method = build_method(cfg, 1).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        aug = augment_of(cfg, ds, method)  # the run's own views (preset, view_size, ...)
-        gen = torch.Generator().manual_seed(0)
-        built[name] = (cfg, method, _build_optimizer(cfg, method), aug, gen)
+    built = {
+        name: build_arm(ds, [f"data.batch_size={args.batch}", *sets]) for name, sets in arms.items()
+    }
     block = 5
     totals = {
         name: dict.fromkeys(("augment", "forward", "backward", "update"), 0.0) for name in built

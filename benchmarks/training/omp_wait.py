@@ -34,20 +34,13 @@ def child(steps: int) -> None:
     import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_training import _timed_steps
+    from bench_training import _timed_steps, build_arm
 
-    from contrastlab.config import Config, apply_overrides
     from contrastlab.data import load_dataset
-    from contrastlab.engine.trainer import _build_optimizer, augment_of
-    from contrastlab.methods import build_method
 
     torch.set_num_threads(2)
     ds = load_dataset("fashion-mnist")
-    cfg = apply_overrides(Config(), VIEWS)
-    torch.manual_seed(0)
-    method = build_method(cfg, 1).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    aug, gen = augment_of(cfg, ds, method), torch.Generator().manual_seed(0)
-    opt = _build_optimizer(cfg, method)
+    cfg, method, opt, aug, gen = build_arm(ds, VIEWS)
     _timed_steps(method, opt, aug, ds, cfg, gen, 3, 256)
     parts = _timed_steps(method, opt, aug, ds, cfg, gen, steps, 256)
     print(f"{steps * 256 / sum(parts.values()):.1f}")
