@@ -101,6 +101,52 @@ def test_linear_probe_bf16_steps_match_fp32() -> None:
     assert 0.0 < diff < 0.1 * full.classifier.weight.abs().max().item()
 
 
+def _autograd_probe(
+    xtr: Tensor, ytr: Tensor, epochs: int, lr: float, wd: float, bs: int, seed: int, c: int
+) -> tuple[Tensor, Tensor, float]:
+    """The probe's protocol written plainly, in float64: standardise, init from the seeded
+    generator, then per epoch a permutation from it, minibatches of ``bs``, autograd through
+    ``F.cross_entropy``, AdamW (PyTorch's loop implementation) with a cosine decay per step."""
+    x = xtr.double()
+    mean = x.mean(0)
+    x = (x - mean) / (x - mean).pow(2).mean(0).sqrt()
+    gen = torch.Generator().manual_seed(seed)
+    d = x.shape[1]
+    w = torch.empty(c, d).uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d), generator=gen)
+    w, b = w.double().requires_grad_(), torch.zeros(c, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.AdamW([w, b], lr=lr, weight_decay=wd, foreach=False)
+    steps = math.ceil(x.shape[0] / bs)
+    total, step, loss_sum = epochs * steps, 0, 0.0
+    for _ in range(epochs):
+        perm = torch.randperm(x.shape[0], generator=gen)
+        loss_sum = 0.0
+        for i in range(steps):
+            idx = perm[i * bs : (i + 1) * bs]
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            loss = torch.nn.functional.cross_entropy(x[idx] @ w.T + b, ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            step += 1
+    return w.detach(), b.detach(), loss_sum / x.shape[0]
+
+
+def test_linear_probe_matches_autograd_reference() -> None:
+    # The probe against its protocol written out independently and run in float64: the same
+    # standardisation, initialisation, minibatch order, AdamW and cosine schedule per step.
+    xtr, ytr = _clusters(60, 4, 12, 7, spread=0.6)
+    xtr = 3 * xtr + 1
+    kw = dict(epochs=3, lr=0.02, weight_decay=0.01, batch_size=50, seed=4)
+    res = linear_probe(xtr, ytr, xtr, ytr, amp=False, **kw)  # type: ignore[arg-type]
+    w, b, loss = _autograd_probe(xtr, ytr, 3, 0.02, 0.01, 50, 4, c=4)
+    assert 40.0 < res.train_top1 < 100.0  # not a trivially separable problem
+    torch.testing.assert_close(res.classifier.weight.double(), w, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(res.classifier.bias.double(), b, rtol=1e-4, atol=1e-5)
+    assert res.train_loss == pytest.approx(loss, rel=1e-5)
+
+
 def test_linear_probe_deterministic_given_seed() -> None:
     xtr, ytr = _clusters(30, 3, 5, 4, spread=1.0)
     a = linear_probe(xtr, ytr, xtr, ytr, epochs=3, seed=1)
