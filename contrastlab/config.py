@@ -90,8 +90,9 @@ class ModelConfig:
     ``cifar_stem`` is the ResNets' 3×3 stem. The projection head (SimCLR, SupCon, MoCo; BYOL's
     projector) has ``proj_layers`` linear layers (the hidden ones ``proj_hidden_dim`` wide, each
     followed by BN and ReLU) and ends in ``proj_dim``; ``proj_last_bn`` adds an affine-free BN on
-    its output, and ``proj_layers=3`` with ``proj_last_bn`` is SimCLR v2's head (Chen et al.
-    2020b). ``pred_hidden_dim`` is BYOL's predictor's hidden width."""
+    its output (None: the method's default, on for BYOL's projector and off otherwise; see
+    ``contrastlab.methods.PROJ_LAST_BN``), and ``proj_layers=3`` with ``proj_last_bn`` is SimCLR
+    v2's head (Chen et al. 2020b). ``pred_hidden_dim`` is BYOL's predictor's hidden width."""
 
     backbone: str = "small_cnn"
     cifar_stem: bool = True
@@ -103,7 +104,7 @@ class ModelConfig:
     proj_hidden_dim: int = 512
     proj_dim: int = 128
     proj_layers: int = 2
-    proj_last_bn: bool = False
+    proj_last_bn: bool | None = None
     pred_hidden_dim: int = 512
 
 
@@ -308,9 +309,12 @@ def config_from_run(data: dict[str, Any]) -> Config:
     Keys added after the run was written take the value that rebuilds that run rather than
     today's default: a run without ``model.pools`` used a small CNN pooled after units 1 and 3,
     one without ``model.stem_width`` the space-to-depth stem, and a null ``model.width`` / ``model.feat_dim`` meant width 32 and a last width of 32 × width.
+    A run without ``model.proj_last_bn``, or with it null, had no BN on its head's output.
     """
     cfg = config_from_dict(data)
     model = data.get("model") if isinstance(data, dict) else None
+    if cfg.model.proj_last_bn is None:  # runs store the resolved value; before it: no output BN
+        cfg.model.proj_last_bn = False
     if isinstance(model, dict) and cfg.model.backbone == "small_cnn":
         if "pools" not in model:
             cfg.model.pools = "1,3"

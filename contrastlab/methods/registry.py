@@ -22,6 +22,7 @@ __all__ = [
     "GENERAL_LR",
     "METHODS",
     "METHOD_LOSSES",
+    "PROJ_LAST_BN",
     "SMALL_CNN_DEFAULTS",
     "build_method",
     "build_temperature",
@@ -50,6 +51,13 @@ METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": Su
 SMALL_CNN_DEFAULTS: dict[str, dict[str, str | int]] = {
     "supcon": {"pools": "1,2", "width": 48, "feat_dim": 1024, "stem_width": 16},
 }
+
+#: ``model.proj_last_bn`` per method when the config leaves it None: an affine-free BN on the
+#: projection head's output (BYOL's projector). Ten-minute BYOL runs on Fashion-MNIST (2 threads,
+#: fp32, seeds 0-4) gave 89.12 ± 0.20 / 83.25 ± 0.32 % linear / kNN with it against 88.90 ±
+#: 0.44 / 82.61 ± 0.27 without: kNN higher on all five seeds (+0.65 paired), the probe +0.22.
+#: SimCLR's head gained nothing from it over three seeds (90.90 / 86.60 against 90.86 / 86.59).
+PROJ_LAST_BN: dict[str, bool] = {"byol": True}
 
 #: AdamW's learning rate per method where it differs from ``GENERAL_LR`` (``optim.lr`` None).
 #: SupCon: four-epoch runs on Fashion-MNIST (seed 0, bf16) gave 90.95 / 90.52 % linear / kNN
@@ -144,8 +152,11 @@ def with_model_defaults(cfg: Config) -> Config:
     and checkpoints name the architecture actually built and stay valid if the defaults change.
     A ``width`` set by the user takes the plain widths w-2w-4w-32w (unless ``feat_dim`` is set
     too); only a None ``width`` takes the method's four widths. Other backbones are returned
-    unchanged."""
+    unchanged, but for ``model.proj_last_bn``: None becomes the method's (``PROJ_LAST_BN``)."""
     mc = cfg.model
+    if mc.proj_last_bn is None:
+        mc = dataclasses.replace(mc, proj_last_bn=PROJ_LAST_BN.get(cfg.method.name, False))
+        cfg = dataclasses.replace(cfg, model=mc)
     if mc.backbone != "small_cnn":
         return cfg
     method_defaults = SMALL_CNN_DEFAULTS.get(cfg.method.name, {})
@@ -245,20 +256,19 @@ def build_method(
         raise ConfigError(
             f"method.predictor_lr_scale must be > 0, got {cfg.method.predictor_lr_scale}"
         )
-    mc = cfg.model
+    mc = with_model_defaults(cfg).model
     if backbone is not None:
         feat_dim = infer_feat_dim(backbone, (in_channels, *image_shape))
     else:
         try:
             kw: dict[str, object] = {}
             if mc.backbone == "small_cnn":
-                small = with_model_defaults(cfg).model
-                assert small.width is not None and small.pools is not None
-                w = small.width
-                kw["widths"] = (w, 2 * w, 4 * w, small.feat_dim)
-                kw["pools"] = _pool_units(small.pools)
-                kw["stem_width"] = small.stem_width
-                kw["mirror"] = small.mirror
+                assert mc.width is not None and mc.pools is not None
+                w = mc.width
+                kw["widths"] = (w, 2 * w, 4 * w, mc.feat_dim)
+                kw["pools"] = _pool_units(mc.pools)
+                kw["stem_width"] = mc.stem_width
+                kw["mirror"] = mc.mirror
             elif mc.feat_dim is not None:
                 raise ValueError(f"feat_dim is a small_cnn option; {mc.backbone} sets its own")
             elif mc.pools is not None:
@@ -286,7 +296,7 @@ def build_method(
             mc.proj_hidden_dim,
             mc.proj_dim,
             num_layers=mc.proj_layers,
-            last_bn=mc.proj_last_bn,
+            last_bn=bool(mc.proj_last_bn),
         )
 
     tau = build_temperature(cfg, steps_per_epoch)

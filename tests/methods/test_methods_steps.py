@@ -212,6 +212,32 @@ def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
     assert with_model_defaults(config_from_run(legacy)).model.feat_dim == 512
 
 
+def test_proj_last_bn_default_per_method_and_in_saved_runs() -> None:
+    """``model.proj_last_bn`` None resolves to the method's default (on for BYOL, off for the
+    others, on any backbone); a value the user sets wins; and a saved BYOL run whose config has
+    the key null or missing (written before the default) rebuilds its head without the BN."""
+    from contrastlab.config import config_from_run, config_to_dict
+    from contrastlab.methods import PROJ_LAST_BN, with_method_defaults
+
+    def last_bn(*sets: str) -> bool | None:
+        return with_method_defaults(apply_overrides(Config(), list(sets))).model.proj_last_bn
+
+    assert Config().model.proj_last_bn is None
+    for name in ("simclr", "moco", "supcon", "byol"):
+        assert last_bn(f"method.name={name}") is (name == "byol") is PROJ_LAST_BN.get(name, False)
+    assert last_bn("method.name=byol", "model.backbone=resnet18") is True
+    assert last_bn("method.name=byol", "model.proj_last_bn=false") is False
+    assert last_bn("method.name=simclr", "model.proj_last_bn=true") is True
+
+    old = config_to_dict(apply_overrides(Config(), ["method.name=byol"]))
+    assert old["model"]["proj_last_bn"] is None
+    assert config_from_run(old).model.proj_last_bn is False
+    del old["model"]["proj_last_bn"]
+    assert config_from_run(old).model.proj_last_bn is False
+    built = build_method(config_from_run(old), in_channels=1)
+    assert isinstance(built.projector.net[-1], torch.nn.Linear)
+
+
 def test_learning_rate_defaults_per_method() -> None:
     """optim.lr None resolves to the method's AdamW rate (1.2e-2 for SupCon, 4e-3 otherwise), a
     rate the user sets wins, and the trainer's optimiser gets the resolved rate."""

@@ -48,8 +48,8 @@ def test_projection_head_rejects_bad_input() -> None:
 @pytest.mark.parametrize("method", ["simclr", "supcon", "moco", "byol"])
 def test_model_proj_layers_and_last_bn_config_keys(method: str) -> None:
     """``model.proj_layers`` / ``model.proj_last_bn`` shape every method's projection head (BYOL's
-    projector, not its predictor); the defaults keep the two-layer head; 0 layers is an error
-    that names the key."""
+    projector, not its predictor); the defaults keep the two-layer head, with an output BN for
+    BYOL only; 0 layers is an error that names the key."""
     from contrastlab.config import Config, ConfigError, apply_overrides
     from contrastlab.methods import build_method
 
@@ -61,7 +61,11 @@ def test_model_proj_layers_and_last_bn_config_keys(method: str) -> None:
         return dims, head.net[-1]
 
     dims, last = linears_and_last(["model.proj_hidden_dim=64", "model.proj_dim=16"])
-    assert dims == [(1024, 64), (64, 16)] and isinstance(last, nn.Linear)
+    assert dims == [(1024, 64), (64, 16)]
+    # left unset, the output BN is the method's default: on for BYOL's projector only
+    assert isinstance(last, nn.BatchNorm1d if method == "byol" else nn.Linear)
+    _, last = linears_and_last(["model.proj_last_bn=false"])
+    assert isinstance(last, nn.Linear)
     dims, last = linears_and_last(
         [
             "model.proj_hidden_dim=64",
