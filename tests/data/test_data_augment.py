@@ -318,7 +318,7 @@ def test_erase_probability_spec_and_override() -> None:
 def test_preset_view_size_default_and_override() -> None:
     """The "grayscale" preset makes 20×20 views of 28×28 images unless a size is passed;
     presets without a view size keep the images' size."""
-    assert PRESET_VIEW_SIZE == {"grayscale": 20}
+    assert PRESET_VIEW_SIZE == {"grayscale": 20, "grayscale-asym": 20}
     x = _batch(6, 1, 28)
     small = make_augment("grayscale", (0.5,), (0.25,))(x, seed=0)
     assert all(v.shape == (6, 1, 20, 20) for v in small)
@@ -352,6 +352,21 @@ def test_solarize_probability_override() -> None:
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="solarize_p"):
             make_augment("grayscale", (0.5,), (0.25,), solarize_p=bad)
+
+
+def test_asymmetric_grayscale_preset_keeps_the_second_views_grey_levels() -> None:
+    """"grayscale-asym": the first view is the "grayscale" view bit for bit (same seed), the
+    second the same spec without grey-level maps, so it differs from "grayscale"'s on about the
+    half of the samples that preset remaps."""
+    gray, asym = PRESETS["grayscale"][0], PRESETS["grayscale-asym"]
+    assert asym == (gray, replace(gray, solarize_p=0.0)) and gray.solarize_p == 0.5
+    x = _batch(b=64, c=1, side=28)
+    ref = make_augment("grayscale", (0.5,), (0.25,))(x, seed=3)
+    out = make_augment("grayscale-asym", (0.5,), (0.25,))(x, seed=3)
+    assert all(v.shape == (64, 1, 20, 20) for v in out)
+    assert torch.equal(out[0], ref[0])
+    changed = (out[1] != ref[1]).flatten(1).any(dim=1).float().mean().item()
+    assert 0.3 < changed < 0.7
 
 
 def test_solarize_threshold_drawn_per_view() -> None:
