@@ -39,7 +39,8 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     """Dataset and views. ``augment`` names a preset of ``contrastlab.data`` (None = the
-    dataset's default); ``crop_min`` replaces the preset's smallest crop area (a fraction of
+    dataset's default for the method, ``contrastlab.engine.views.preset_of``; a run's
+    ``config.json`` stores the preset used); ``crop_min`` replaces the preset's smallest crop area (a fraction of
     the image in (0, 1]; None = the preset's); ``erase_p`` replaces the preset's Random Erasing
     probability (in [0, 1]; None = the preset's); ``translate`` replaces the preset's random
     shift of the crop, a fraction of the side in [0, 0.5] (black outside the image, as in the
@@ -139,16 +140,19 @@ class MethodConfig:
     """Method and its own state: MoCo's queue and momentum, BYOL's base momentum.
     ``symmetric`` (MoCo, BYOL): each of the two views serves as query / online input and the loss
     is summed over both directions; False: one direction only (view 0 → view 1, MoCo v2 as
-    published), which costs half the compute per image. ``predictor_lr_scale`` (BYOL): the
-    predictor's learning rate as a multiple of the schedule's (SimSiam's faster predictor); 1 =
-    the same as the rest."""
+    published), which costs half the compute per image, and whose default views give the
+    target / key a calmer view 1 (``contrastlab.data.DEFAULT_PRESET_ONE_DIRECTIONAL``); None:
+    the method's default (``contrastlab.methods.SYMMETRIC``: one-directional for MoCo v2 and
+    symmetric for BYOL, each as published); a run's ``config.json`` stores the value used.
+    ``predictor_lr_scale`` (BYOL): the predictor's learning rate as a multiple of the
+    schedule's (SimSiam's faster predictor); 1 = the same as the rest."""
 
     name: str = "simclr"
     queue_size: int = 4096
     moco_momentum: float = 0.99
     byol_base_momentum: float = 0.99
     supervised_queue: bool = False
-    symmetric: bool = True
+    symmetric: bool | None = None
     predictor_lr_scale: float = 1.0
 
 
@@ -309,12 +313,15 @@ def config_from_run(data: dict[str, Any]) -> Config:
     Keys added after the run was written take the value that rebuilds that run rather than
     today's default: a run without ``model.pools`` used a small CNN pooled after units 1 and 3,
     one without ``model.stem_width`` the space-to-depth stem, and a null ``model.width`` / ``model.feat_dim`` meant width 32 and a last width of 32 × width.
-    A run without ``model.proj_last_bn``, or with it null, had no BN on its head's output.
+    A run without ``model.proj_last_bn``, or with it null, had no BN on its head's output, and
+    one without ``method.symmetric`` a symmetric loss.
     """
     cfg = config_from_dict(data)
     model = data.get("model") if isinstance(data, dict) else None
     if cfg.model.proj_last_bn is None:  # runs store the resolved value; before it: no output BN
         cfg.model.proj_last_bn = False
+    if cfg.method.symmetric is None:  # likewise; before the method defaults: symmetric
+        cfg.method.symmetric = True
     if isinstance(model, dict) and cfg.model.backbone == "small_cnn":
         if "pools" not in model:
             cfg.model.pools = "1,3"

@@ -9,6 +9,7 @@
 
 from contrastlab.data.augment import (
     DEFAULT_PRESET,
+    DEFAULT_PRESET_ONE_DIRECTIONAL,
     DEFAULT_PRESET_SUPERVISED,
     PRESET_VIEW_SIZE,
     PRESETS,
@@ -33,6 +34,7 @@ from contrastlab.data.stats import DATASET_STATS, compute_mean_std
 __all__ = [
     "DATASET_STATS",
     "DEFAULT_PRESET",
+    "DEFAULT_PRESET_ONE_DIRECTIONAL",
     "DEFAULT_PRESET_SUPERVISED",
     "PRESETS",
     "PRESET_VIEW_SIZE",

@@ -21,6 +21,7 @@ import torch
 from contrastlab.data import augment_ops as ops
 from contrastlab.data.view_specs import (
     DEFAULT_PRESET,
+    DEFAULT_PRESET_ONE_DIRECTIONAL,
     DEFAULT_PRESET_SUPERVISED,
     PRESET_VIEW_SIZE,
     PRESETS,
@@ -30,6 +31,7 @@ from contrastlab.data.view_specs import (
 
 __all__ = [
     "DEFAULT_PRESET",
+    "DEFAULT_PRESET_ONE_DIRECTIONAL",
     "DEFAULT_PRESET_SUPERVISED",
     "PRESETS",
     "PRESET_VIEW_SIZE",
@@ -320,12 +322,20 @@ def make_augment(
     return MultiViewAugment(specs, mean, std, views=views, size=size, channels_last=channels_last)
 
 
-def preset_for(dataset: DatasetLike, preset: str | None = None, *, supervised: bool = False) -> str:
+def preset_for(
+    dataset: DatasetLike,
+    preset: str | None = None,
+    *,
+    supervised: bool = False,
+    one_directional: bool = False,
+) -> str:
     """The preset name :func:`augment_for` uses: ``preset`` if given, else the dataset's default
     (``DEFAULT_PRESET``: "grayscale" for Fashion-MNIST, "simclr-cifar" for CIFAR, ...; with
-    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first)."""
+    ``supervised``, ``DEFAULT_PRESET_SUPERVISED`` first, and with ``one_directional`` (a loss
+    from view 0 to view 1 only), ``DEFAULT_PRESET_ONE_DIRECTIONAL`` first)."""
     return preset or (
         (DEFAULT_PRESET_SUPERVISED.get(dataset.name) if supervised else None)
+        or (DEFAULT_PRESET_ONE_DIRECTIONAL.get(dataset.name) if one_directional else None)
         or DEFAULT_PRESET.get(dataset.name, "simclr-imagenet")
     )
 
@@ -339,13 +349,14 @@ def augment_for(
     channels_last: bool = False,
     crop_min: float | None = None,
     supervised: bool = False,
+    one_directional: bool = False,
     **overrides: float | tuple[float, float] | None,
 ) -> MultiViewAugment:
     """The augmentation for a dataset: its mean/std and its preset (:func:`preset_for`);
     ``crop_min`` and the view ``overrides`` as in :func:`make_augment`, and ``size`` (None:
     the preset's view size, else the images')."""
     return make_augment(
-        preset_for(dataset, preset, supervised=supervised),
+        preset_for(dataset, preset, supervised=supervised, one_directional=one_directional),
         dataset.mean,
         dataset.std,
         views=views,

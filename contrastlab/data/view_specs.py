@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 __all__ = [
     "DEFAULT_PRESET",
+    "DEFAULT_PRESET_ONE_DIRECTIONAL",
     "DEFAULT_PRESET_SUPERVISED",
     "PRESETS",
     "PRESET_VIEW_SIZE",
@@ -180,6 +181,13 @@ PRESET_VIEW_SIZE: dict[str, int] = {"grayscale": 20, "grayscale-asym": 20}
 # The default preset of a dataset for methods that use labels, where it differs from
 # ``DEFAULT_PRESET``.
 DEFAULT_PRESET_SUPERVISED = {"fashion-mnist": "grayscale-supervised"}
+
+# The default preset of a dataset for a one-directional loss (BYOL's or MoCo's
+# ``method.symmetric=false``: view 0 is the online / query input, view 1 the target / key),
+# where it differs from ``DEFAULT_PRESET``: a target view with less variance than the source.
+# Paired ten-minute runs gave one-directional BYOL +0.52 / +0.59 linear / kNN (four seeds) and
+# MoCo v2 +0.23 / +0.50 (two seeds) over the "grayscale" views.
+DEFAULT_PRESET_ONE_DIRECTIONAL = {"fashion-mnist": "grayscale-asym"}
 
 DEFAULT_PRESET = {
     "fashion-mnist": "grayscale",

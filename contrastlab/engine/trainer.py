@@ -205,7 +205,7 @@ def train(
         ckpt, _ = load_latest(out, CHECKPOINT)
         cfg = with_stored_defaults(cfg, ckpt["config"], train_set, supervised=method.needs_labels)
     augment = augment_of(cfg, train_set, method)
-    cfg = with_resolved_views(cfg, augment, train_set)
+    cfg = with_resolved_views(cfg, augment, train_set, method)
     optimizer = _build_optimizer(cfg, method)
     aug_gen = torch.Generator().manual_seed(cfg.train.seed + 17)
     state = RunState()

@@ -10,7 +10,13 @@ from contrastlab.config import Config, ConfigError
 from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, preset_for
 from contrastlab.methods import Method
 
-__all__ = ["PRECISE_BN_IMAGES", "augment_of", "with_resolved_views", "with_stored_defaults"]
+__all__ = [
+    "PRECISE_BN_IMAGES",
+    "augment_of",
+    "preset_of",
+    "with_resolved_views",
+    "with_stored_defaults",
+]
 
 #: images ``train.precise_bn`` None uses where the training views are resized.
 PRECISE_BN_IMAGES = 10_000
@@ -25,21 +31,25 @@ def with_stored_defaults(
     Runs written before ``data.view_size``, ``data.solarize_p``, ``data.solarize_spread``,
     ``data.solarize_curve`` and ``train.precise_bn`` existed made their views at the images'
     own size and, with the "grayscale" preset, unsolarized, solarized at a fixed threshold of
-    0.5, without random grey-level curves, and did not recompute BN statistics; a later default must not change them when such a run is
-    resumed or re-evaluated. Values set in ``cfg`` win; otherwise the stored (resolved) ones
-    apply, so later changes of a preset's defaults do not reach a run either.
+    0.5, without random grey-level curves, and did not recompute BN statistics; a later default
+    must not change them when such a run is resumed or re-evaluated. Runs store the preset they
+    used in ``data.augment``; one without it used the dataset's default of its day, which did
+    not depend on ``method.symmetric``. Values set in ``cfg`` win; otherwise the stored
+    (resolved) ones apply, so later changes of a preset's defaults do not reach a run either.
     """
     data = stored.get("data") or {}
     precise_bn = cfg.train.precise_bn
     if precise_bn is None:
         precise_bn = (stored.get("train") or {}).get("precise_bn", 0)
     changes: dict[str, Any] = {}
+    if cfg.data.augment is None:
+        changes["augment"] = data.get("augment") or preset_for(dataset, supervised=supervised)
     if cfg.data.view_size is None:
         changes["view_size"] = data.get("view_size", int(dataset.images.shape[-1]))
     if cfg.data.solarize_p is None:
         if "solarize_p" in data:
             changes["solarize_p"] = data["solarize_p"]
-        elif preset_for(dataset, cfg.data.augment, supervised=supervised) == "grayscale":
+        elif changes.get("augment", cfg.data.augment) == "grayscale":
             changes["solarize_p"] = 0.0
     if cfg.data.solarize_spread is None:
         changes["solarize_spread"] = data.get("solarize_spread", 0.0)
@@ -52,9 +62,20 @@ def with_stored_defaults(
     )
 
 
+def preset_of(cfg: Config, dataset: ImageDataset, method: Method) -> str:
+    """The augmentation preset of ``method``'s training views: ``cfg.data.augment``, or the
+    dataset's default (its supervised one for methods that need labels, its one-directional one
+    for a BYOL or MoCo whose loss runs from view 0 to view 1 only)."""
+    return preset_for(
+        dataset,
+        cfg.data.augment,
+        supervised=method.needs_labels,
+        one_directional=not getattr(method, "symmetric", True),
+    )
+
+
 def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:
-    """The training views of ``cfg.data`` for ``dataset``: the configured preset, or the
-    dataset's default (its supervised one for methods that need labels), at
+    """The training views of ``cfg.data`` for ``dataset``: the preset of :func:`preset_of`, at
     ``cfg.data.view_size`` (None: the preset's view size, else the images' size)."""
     if cfg.data.view_size is not None and cfg.data.view_size < 1:
         raise ConfigError(f"data.view_size must be a positive side in pixels, got {cfg.data.view_size}")
@@ -66,7 +87,7 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         raise ConfigError(f"data.solarize_curve must be in [0, 1], got {curve}")
     return augment_for(
         dataset,
-        cfg.data.augment,
+        preset_of(cfg, dataset, method),
         views=cfg.data.views,
         size=cfg.data.view_size,
         channels_last=cfg.train.channels_last,
@@ -76,21 +97,23 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         solarize_p=cfg.data.solarize_p,
         solarize_threshold=None if spread is None else (0.5 - spread, 0.5 + spread),
         solarize_curve=curve,
-        supervised=method.needs_labels,
     )
 
 
-def with_resolved_views(cfg: Config, augment: MultiViewAugment, dataset: ImageDataset) -> Config:
-    """``cfg`` naming what its None view settings resolved to for ``augment``: the views' side,
-    solarization (the preset's probability, threshold spread and share of random grey-level
-    curves) and ``train.precise_bn`` (``PRECISE_BN_IMAGES`` where the views are resized to
-    another side than the images', else 0), so that ``config.json`` records them and a later
-    change of a preset's defaults cannot alter the run.
+def with_resolved_views(
+    cfg: Config, augment: MultiViewAugment, dataset: ImageDataset, method: Method
+) -> Config:
+    """``cfg`` naming what its None view settings resolved to for ``augment``, the views of
+    ``method``: the preset (:func:`preset_of`), the views' side, solarization (the preset's
+    probability, threshold spread and share of random grey-level curves) and
+    ``train.precise_bn`` (``PRECISE_BN_IMAGES`` where the views are resized to another side
+    than the images', else 0), so that ``config.json`` records them and a later change of a
+    preset's defaults cannot alter the run.
 
     Raises:
         ConfigError: if ``train.precise_bn`` is negative.
     """
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = {"augment": preset_of(cfg, dataset, method)}
     if cfg.data.view_size is None and augment.size is not None and len(set(augment.size)) == 1:
         data["view_size"] = augment.size[0]
     if cfg.data.solarize_p is None and len({s.solarize_p for s in augment.specs}) == 1:

@@ -150,7 +150,7 @@ def test_one_directional_loss_is_one_term_of_the_symmetric_loss(name: str, batch
     images, labels, aug = batch
     v0, v1 = aug(images, generator=torch.Generator().manual_seed(2))
     torch.manual_seed(0)
-    sym = build_method(_cfg(name), in_channels=1).eval()
+    sym = build_method(_cfg(name, **{"method.symmetric": "true"}), in_channels=1).eval()
     one = build_method(_cfg(name, **{"method.symmetric": "false"}), in_channels=1).eval()
     one.load_state_dict(sym.state_dict())
     with torch.no_grad():
