@@ -40,23 +40,22 @@ class ConfigError(ValueError):
 class DataConfig:
     """Dataset and views. ``augment`` names a preset of ``contrastlab.data`` (None = the
     dataset's default for the method, ``contrastlab.engine.views.preset_of``; a run's
-    ``config.json`` stores the preset used); ``crop_min`` replaces the preset's smallest crop area (a fraction of
-    the image in (0, 1]; None = the preset's); ``erase_p`` replaces the preset's Random Erasing
-    probability (in [0, 1]; None = the preset's); ``translate`` replaces the preset's random
-    shift of the crop, a fraction of the side in [0, 0.5] (black outside the image, as in the
-    zero-padded random crop; None = the preset's); ``solarize_p`` replaces the preset's
-    probability of solarizing a view (pixels >= 0.5 become 1 - x; in [0, 1]; None = the
-    preset's); ``solarize_spread`` s draws each solarized view's threshold uniformly from
-    [0.5 - s, 0.5 + s] (in [0, 0.5]; 0 is the fixed 0.5; None = the preset's);
-    ``solarize_curve`` is the share of the views picked for solarizing that get a random
-    non-monotone grey-level curve instead (piecewise linear, its values at 5 evenly spaced grey
-    levels drawn from U(0, 1); in [0, 1]; None = the preset's); ``views`` is
-    the number of views per image;
-    ``view_size`` is the side in pixels of the training views, i.e. the random-resized-crop's
-    output (None = the preset's, ``contrastlab.data.PRESET_VIEW_SIZE``: 20 for "grayscale",
-    else the images' own size; a run's ``config.json`` stores the side used). Evaluation always
-    reads the full-size images, so a smaller ``view_size`` trains on cheaper views and tests at a
-    higher resolution (Touvron et al. 2019, "Fixing the train-test resolution discrepancy")."""
+    ``config.json`` stores the preset used); ``crop_min`` replaces the preset's smallest crop
+    area (a fraction of the image in (0, 1]; None = the preset's); ``erase_p`` replaces the
+    preset's Random Erasing probability (in [0, 1]; None = the preset's); ``translate`` replaces
+    the preset's random shift of the crop, a fraction of the side in [0, 0.5] (black outside the
+    image, as in the zero-padded random crop; None = the preset's); ``solarize_p`` replaces the
+    preset's probability of solarizing a view (pixels >= 0.5 become 1 - x; in [0, 1]; None = the
+    preset's); ``solarize_spread`` s draws each solarized view's threshold uniformly from [0.5 -
+    s, 0.5 + s] (in [0, 0.5]; 0 is the fixed 0.5; None = the preset's); ``solarize_curve`` is
+    the share of the views picked for solarizing that get a random non-monotone grey-level curve
+    instead (piecewise linear, its values at 5 evenly spaced grey levels drawn from U(0, 1); in
+    [0, 1]; None = the preset's); ``views`` is the number of views per image; ``view_size`` is
+    the side in pixels of the training views, i.e. the random-resized-crop's output (None = the
+    preset's, ``contrastlab.data.PRESET_VIEW_SIZE``: 20 for "grayscale", else the images' own
+    size; a run's ``config.json`` stores the side used). Evaluation always reads the full-size
+    images, so a smaller ``view_size`` trains on cheaper views and tests at a higher resolution
+    (Touvron et al. 2019, "Fixing the train-test resolution discrepancy")."""
 
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
