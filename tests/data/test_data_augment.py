@@ -255,6 +255,8 @@ def test_supervised_default_preset_only_where_one_is_defined() -> None:
     assert augment_for(fmnist, "grayscale", supervised=True).specs == PRESETS["grayscale"]
     assert augment_for(fmnist, supervised=True, crop_min=0.3).specs[0].scale == (0.3, 1.0)
     assert augment_for(cifar, supervised=True).specs == PRESETS["simclr-cifar"]
+    assert augment_for(fmnist, one_directional=True).specs == PRESETS["grayscale-asym"]
+    assert augment_for(cifar, one_directional=True).specs == PRESETS["simclr-cifar"]
 
 
 def _erased_loop(images: torch.Tensor, boxes: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
