@@ -190,9 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "config":
                 import yaml
 
+                from contrastlab.engine.views import with_named_views
                 from contrastlab.methods import with_method_defaults
 
-                print(yaml.safe_dump(config_to_dict(with_method_defaults(cfg)), sort_keys=False))
+                shown = with_named_views(with_method_defaults(cfg))
+                print(yaml.safe_dump(config_to_dict(shown), sort_keys=False))
                 return 0
             from contrastlab.engine.run import format_report, run
 

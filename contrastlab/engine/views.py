@@ -7,13 +7,20 @@ import dataclasses
 from typing import Any
 
 from contrastlab.config import Config, ConfigError
-from contrastlab.data import ImageDataset, MultiViewAugment, augment_for, preset_for
+from contrastlab.data import (
+    PRESET_VIEW_SIZE,
+    ImageDataset,
+    MultiViewAugment,
+    augment_for,
+    preset_for,
+)
 from contrastlab.methods import Method
 
 __all__ = [
     "PRECISE_BN_IMAGES",
     "augment_of",
     "preset_of",
+    "with_named_views",
     "with_resolved_views",
     "with_stored_defaults",
 ]
@@ -71,6 +78,39 @@ def preset_of(cfg: Config, dataset: ImageDataset, method: Method) -> str:
         cfg.data.augment,
         supervised=method.needs_labels,
         one_directional=not getattr(method, "symmetric", True),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Named:
+    """A dataset known by its name only (what :func:`preset_for` reads)."""
+
+    name: str
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+
+def with_named_views(cfg: Config) -> Config:
+    """``cfg`` (its method defaults resolved, e.g. by ``with_method_defaults``) with
+    ``data.augment`` None replaced by the preset a run would train with and ``data.view_size``
+    None by that preset's view size where it has one, from the names of the dataset and the
+    method alone (neither is loaded or built): what ``contrastlab config`` prints. The preset is
+    :func:`preset_of`'s: the dataset's supervised default for SupCon and MoCo v2 with
+    ``method.supervised_queue``, its one-directional default where ``method.symmetric`` is
+    false. A ``view_size`` of None is left so where the views keep the images' own size."""
+    name = cfg.method.name
+    supervised = name == "supcon" or (name == "moco" and cfg.method.supervised_queue)
+    preset = preset_for(
+        _Named(cfg.data.dataset),
+        cfg.data.augment,
+        supervised=supervised,
+        one_directional=cfg.method.symmetric is False,
+    )
+    view_size = cfg.data.view_size
+    if view_size is None:
+        view_size = PRESET_VIEW_SIZE.get(preset)
+    return dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, augment=preset, view_size=view_size)
     )
 
 

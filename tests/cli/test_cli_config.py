@@ -102,6 +102,9 @@ def test_config_command_prints_resolved_config(capsys: pytest.CaptureFixture[str
     assert main(["config", "--method", "moco", "--temperature", "0.3"]) == 0
     text = capsys.readouterr().out
     assert "name: moco" in text and "temperature: 0.3" in text
+    # the views a run would train with, resolved without loading the data
+    assert "augment: grayscale-asym\n" in text and "view_size: 20\n" in text
+    assert "symmetric: false\n" in text
 
 
 def test_config_json_round_trip(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from contrastlab.config import Config, apply_overrides, config_from_run
 from contrastlab.engine.trainer import train
-from contrastlab.engine.views import augment_of, preset_of, with_stored_defaults
+from contrastlab.engine.views import augment_of, preset_of, with_named_views, with_stored_defaults
 from contrastlab.methods import build_method, with_model_defaults
 
 _SMALL = (
@@ -45,16 +45,19 @@ def _cfg(method: str, *extra: str) -> Config:
         ("moco", ("method.symmetric=true",), "grayscale"),
         ("byol", ("method.symmetric=false",), "grayscale-asym"),
         ("moco", ("data.augment=grayscale",), "grayscale"),
+        ("moco", ("method.supervised_queue=true",), "grayscale-supervised"),
     ],
 )
 def test_each_method_gets_its_default_views(
     method: str, extra: tuple[str, ...], preset: str
 ) -> None:
     """A one-directional loss (MoCo's default, BYOL's with ``method.symmetric=false``) takes the
-    dataset's one-directional preset; symmetric and supervised methods keep theirs, and an
-    explicit ``data.augment`` wins."""
+    dataset's one-directional preset; symmetric and supervised methods (MoCo v2 with a labelled
+    queue too) keep theirs, and an explicit ``data.augment`` wins."""
     built = build_method(_cfg(method, *extra), in_channels=1)
     assert preset_of(_cfg(method, *extra), _dataset(), built) == preset  # type: ignore[arg-type]
+    # ``contrastlab config`` names the same preset from the config alone
+    assert with_named_views(with_model_defaults(_cfg(method, *extra))).data.augment == preset
 
 
 def test_mocos_default_key_view_keeps_its_grey_levels() -> None:
