@@ -162,6 +162,12 @@ PRESETS: dict[str, tuple[ViewSpec, ...]] = {
         _GRAYSCALE,
         replace(_GRAYSCALE, solarize_p=0.0, scale=(0.4, 1.0)),
     ),
+    # "grayscale-asym" with more variance on the source side instead: view 0 remaps the grey
+    # levels of 0.8 of the views (0.5 in "grayscale"), view 1 of none.
+    "grayscale-asym-strong": (
+        replace(_GRAYSCALE, solarize_p=0.8),
+        replace(_GRAYSCALE, solarize_p=0.0),
+    ),
     # Fashion-MNIST with labels (SupCon): "grayscale" without the crop (the whole image, then
     # flip and brightness/contrast). Same-class positives already bring the invariance that
     # crops teach, and cropping only cost accuracy: 4-epoch SupCon runs (seed 0) gave
@@ -187,6 +193,7 @@ PRESET_VIEW_SIZE: dict[str, int] = {
     "grayscale": 20,
     "grayscale-asym": 20,
     "grayscale-asym-crop": 20,
+    "grayscale-asym-strong": 20,
 }
 
 # The default preset of a dataset for methods that use labels, where it differs from

@@ -320,7 +320,8 @@ def test_erase_probability_spec_and_override() -> None:
 def test_preset_view_size_default_and_override() -> None:
     """The "grayscale" preset makes 20×20 views of 28×28 images unless a size is passed;
     presets without a view size keep the images' size."""
-    assert PRESET_VIEW_SIZE == {"grayscale": 20, "grayscale-asym": 20, "grayscale-asym-crop": 20}
+    asymmetric = ("grayscale-asym", "grayscale-asym-crop", "grayscale-asym-strong")
+    assert PRESET_VIEW_SIZE == {"grayscale": 20} | dict.fromkeys(asymmetric, 20)
     x = _batch(6, 1, 28)
     small = make_augment("grayscale", (0.5,), (0.25,))(x, seed=0)
     assert all(v.shape == (6, 1, 20, 20) for v in small)
@@ -364,6 +365,8 @@ def test_asymmetric_grayscale_preset_keeps_the_second_views_grey_levels() -> Non
     assert asym == (gray, replace(gray, solarize_p=0.0)) and gray.solarize_p == 0.5
     calm_crop = (gray, replace(gray, solarize_p=0.0, scale=(0.4, 1.0)))
     assert PRESETS["grayscale-asym-crop"] == calm_crop and gray.scale == (0.2, 1.0)
+    strong = (replace(gray, solarize_p=0.8), replace(gray, solarize_p=0.0))
+    assert PRESETS["grayscale-asym-strong"] == strong
     x = _batch(b=64, c=1, side=28)
     ref = make_augment("grayscale", (0.5,), (0.25,))(x, seed=3)
     out = make_augment("grayscale-asym", (0.5,), (0.25,))(x, seed=3)
