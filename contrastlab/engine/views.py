@@ -81,7 +81,7 @@ def preset_of(cfg: Config, dataset: ImageDataset, method: Method) -> str:
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class _Named:
     """A dataset known by its name only (what :func:`preset_for` reads)."""
 
