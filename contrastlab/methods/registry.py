@@ -63,10 +63,10 @@ PROJ_LAST_BN: dict[str, bool] = {"byol": True}
 #: ``method.symmetric`` per method when the config leaves it None (else True): MoCo v2's loss
 #: runs one way, as published (view 0 the query, view 1 the key), and then takes the calmer key
 #: view of ``contrastlab.data.DEFAULT_PRESET_ONE_DIRECTIONAL``. Ten-minute runs on Fashion-MNIST
-#: (2 threads, fp32, seeds 0-1) gave 90.19 / 85.19 % linear / kNN, against 89.96 / 84.69 for the
-#: one-directional loss with the usual views and 90.03 / 84.95 for the symmetric loss (three
-#: seeds, an earlier day; 90.18 / 84.88 rerun on seed 1 beside it). BYOL keeps its symmetrised
-#: loss, as published (SPEC §7).
+#: (2 threads, fp32) gave 90.28 ± 0.18 / 85.25 ± 0.19 % linear / kNN over seeds 0-2, against
+#: 90.03 ± 0.23 / 84.95 ± 0.22 for the symmetric loss on the same seeds (an earlier day; 90.18 /
+#: 84.88 rerun on seed 1 beside it) and 89.96 / 84.69 for the one-directional loss with the
+#: usual views (seeds 0-1). BYOL keeps its symmetrised loss, as published (SPEC §7).
 SYMMETRIC: dict[str, bool] = {"moco": False}
 
 #: AdamW's learning rate per method where it differs from ``GENERAL_LR`` (``optim.lr`` None).
