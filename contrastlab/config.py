@@ -144,7 +144,9 @@ class MethodConfig:
     the method's default (``contrastlab.methods.SYMMETRIC``: one-directional for MoCo v2 and
     symmetric for BYOL, each as published); a run's ``config.json`` stores the value used.
     ``predictor_lr_scale`` (BYOL): the predictor's learning rate as a multiple of the
-    schedule's (SimSiam's faster predictor); 1 = the same as the rest."""
+    schedule's (SimSiam's faster predictor); 1 = the same as the rest. ``bn_groups`` (MoCo):
+    shuffle BN on one device, BatchNorm statistics over ``batch_size / bn_groups`` images with
+    the keys' groups drawn at random (He et al. 2020, §3.3); 1 = over the whole batch."""
 
     name: str = "simclr"
     queue_size: int = 4096
@@ -153,6 +155,7 @@ class MethodConfig:
     supervised_queue: bool = False
     symmetric: bool | None = None
     predictor_lr_scale: float = 1.0
+    bn_groups: int = 1
 
 
 @dataclass

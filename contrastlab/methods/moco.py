@@ -5,14 +5,20 @@ computed without gradient, and the loss contrasts each query with its key and th
 queue changes only in :meth:`MoCo.after_optimizer_step`, the explicit enqueue after the optimiser
 step: an evaluation forward (``encode``) never touches the queue or the key encoder.
 
-Differences from the paper, stated: the loss is symmetrised over the two views by default (both
-views serve as queries, as in MoCo v3 and solo-learn's "MoCo v2+"), and there is no shuffle-BN on
-one device (the key encoder's BN sees the same batch as the query's; shuffle-BN needs several
-processes).
+Shuffle BN (He et al. 2020, §3.3) on one device: with ``bn_groups`` G > 1 the encoders see each
+view in G sub-batches, so that BatchNorm takes its statistics over B/G images as on G devices; the
+queries' sub-batches are contiguous and the keys' are drawn from a random permutation of the
+batch, so that a query and its positive key are normalised with different statistics. Without it
+(G = 1, the default) the positive key shares the query's batch statistics while the queued
+negatives do not, the leak the paper's shuffle BN closes.
+
+The loss is one-directional by default as published (``symmetric=True`` uses both views as
+queries, as in MoCo v3 and solo-learn's "MoCo v2+").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -36,8 +42,12 @@ class MoCo(Method):
         queue_size: K, the number of queued keys (a multiple of the batch size).
         momentum: EMA coefficient m of the key encoder (0.999 in the paper for long runs).
         supervised: also queue labels, and treat same-class queue entries as positives.
-        symmetric: use both views as queries (default True).
+        symmetric: use both views as queries (default True here; the registry's default for
+            MoCo v2 is one-directional, ``contrastlab.methods.SYMMETRIC``).
         temperature_lr: learning rate of a learnable τ.
+        proj_dim: width of the head's output (the queue's keys).
+        bn_groups: G, the sub-batches of shuffle BN (1 = BatchNorm over the whole batch); the
+            batch size must be a multiple of G.
     """
 
     name: ClassVar[str] = "moco"
@@ -54,10 +64,13 @@ class MoCo(Method):
         symmetric: bool = True,
         temperature_lr: float | None = None,
         proj_dim: int = 128,
+        bn_groups: int = 1,
     ) -> None:
         super().__init__(backbone, feat_dim)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if bn_groups < 1:
+            raise ValueError(f"bn_groups must be >= 1, got {bn_groups}")
         self.head = head
         self.key_backbone = copy_frozen(backbone)
         self.key_head = copy_frozen(head)
@@ -67,6 +80,7 @@ class MoCo(Method):
         self.supervised = supervised
         self.symmetric = symmetric
         self.temperature_lr = temperature_lr
+        self.bn_groups = int(bn_groups)
         self._pending: tuple[Tensor, Tensor | None] | None = None
 
     @property
@@ -77,11 +91,37 @@ class MoCo(Method):
     def temperature(self) -> TemperaturePolicy | None:
         return self.tau_policy
 
+    def _in_groups(
+        self, fn: Callable[[Tensor], Tensor], x: Tensor, n_views: int, *, shuffle: bool
+    ) -> Tensor:
+        """``fn`` over the (n_views·B, ...) stack ``x`` in sub-batches of B/G rows, each within
+        one view; with ``shuffle``, sub-batches of a random permutation of each view's rows, put
+        back in order after. Outside training (BN then uses its running statistics) one call."""
+        g = self.bn_groups
+        if g == 1 or not self.training:
+            return fn(x)
+        b = x.shape[0] // n_views
+        if b % g != 0:
+            raise ValueError(f"the batch size ({b}) must be a multiple of bn_groups ({g})")
+        if not shuffle:
+            return torch.cat([fn(part) for part in x.split(b // g)])
+        perm = torch.cat([v * b + torch.randperm(b, device=x.device) for v in range(n_views)])
+        out = torch.cat([fn(part) for part in x[perm].split(b // g)])
+        return out[torch.argsort(perm)]
+
+    def _query(self, x: Tensor) -> Tensor:
+        out: Tensor = self.head(self.backbone(x))
+        return out
+
+    def _key(self, x: Tensor) -> Tensor:
+        out: Tensor = self.key_head(self.key_backbone(x))
+        return out
+
     @torch.no_grad()
-    def _keys(self, x: Tensor) -> Tensor:
+    def _keys(self, x: Tensor, n_views: int) -> Tensor:
         self.key_backbone.train(self.training)
         self.key_head.train(self.training)
-        return normalize(self.key_head(self.key_backbone(x)).float())
+        return normalize(self._in_groups(self._key, x, n_views, shuffle=True).float())
 
     def training_step(
         self, views: list[Tensor], labels: Tensor | None, *, step: int, progress: float
@@ -94,9 +134,10 @@ class MoCo(Method):
         ema_update(self.key_backbone, self.backbone, self.momentum)
         ema_update(self.key_head, self.head, self.momentum)
         b = views[0].shape[0]
+        n_views = 2 if self.symmetric else 1
         x = self.stack_views(views[:2]) if self.symmetric else views[0]
-        q = self.head(self.backbone(x)).float()
-        k = self._keys(self.stack_views(views[:2][::-1]) if self.symmetric else views[1])
+        q = self._in_groups(self._query, x, n_views, shuffle=False).float()
+        k = self._keys(self.stack_views(views[:2][::-1]) if self.symmetric else views[1], n_views)
         sup_labels = queue_labels = None
         if self.supervised:
             assert labels is not None

@@ -266,6 +266,15 @@ def build_method(
         raise ConfigError(f"method.symmetric=false applies to moco and byol, not {name!r}")
     if cfg.method.predictor_lr_scale != 1.0 and name != "byol":
         raise ConfigError(f"method.predictor_lr_scale applies to byol, not {name!r}")
+    if cfg.method.bn_groups != 1 and name != "moco":
+        raise ConfigError(f"method.bn_groups applies to moco, not {name!r}")
+    if cfg.method.bn_groups < 1:
+        raise ConfigError(f"method.bn_groups must be >= 1, got {cfg.method.bn_groups}")
+    if cfg.data.batch_size % cfg.method.bn_groups != 0:
+        raise ConfigError(
+            f"data.batch_size ({cfg.data.batch_size}) must be a multiple of method.bn_groups "
+            f"({cfg.method.bn_groups})"
+        )
     if not cfg.method.predictor_lr_scale > 0:
         raise ConfigError(
             f"method.predictor_lr_scale must be > 0, got {cfg.method.predictor_lr_scale}"
@@ -348,6 +357,7 @@ def build_method(
             symmetric=bool(cfg.method.symmetric),
             temperature_lr=lc.temperature_lr,
             proj_dim=mc.proj_dim,
+            bn_groups=cfg.method.bn_groups,
         )
     projector = head()
     predictor = ProjectionHead(mc.proj_dim, mc.pred_hidden_dim, mc.proj_dim)

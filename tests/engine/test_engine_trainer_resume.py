@@ -47,16 +47,21 @@ def _weights(method: Method) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in method.state_dict().items()}
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [("simclr", ()), ("moco", ()), ("moco", ("method.bn_groups=4",)), ("byol", ())],
+    ids=["simclr", "moco", "moco-shuffle-bn", "byol"],
+)
 def test_interrupted_and_resumed_equals_uninterrupted(
-    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, method: str, extra: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    straight = train(_cfg(tmp_path / "a", method))
+    """Shuffle BN draws its key permutation from the global RNG, which the checkpoint holds."""
+    straight = train(_cfg(tmp_path / "a", method, *extra))
     expected = _weights(straight.method)
-    saved = _train_until_interrupted(_cfg(tmp_path / "b", method), monkeypatch)
+    saved = _train_until_interrupted(_cfg(tmp_path / "b", method, *extra), monkeypatch)
     assert saved["state"]["global_step"] == 5 and saved["state"]["step_in_epoch"] == 1
 
-    resumed = train(_cfg(tmp_path / "b", method), resume=True)
+    resumed = train(_cfg(tmp_path / "b", method, *extra), resume=True)
     assert resumed.state.global_step == straight.state.global_step == 8
     _assert_same_weights(resumed.method, expected, method)
 
