@@ -5,8 +5,9 @@ computed without gradient, and the loss contrasts each query with its key and th
 queue changes only in :meth:`MoCo.after_optimizer_step`, the explicit enqueue after the optimiser
 step: an evaluation forward (``encode``) never touches the queue or the key encoder.
 
-Shuffle BN (He et al. 2020, §3.3) on one device: with ``bn_groups`` G > 1 the encoders see each
-view in G sub-batches, so that BatchNorm takes its statistics over B/G images as on G devices; the
+Shuffle BN (He et al. 2020, §3.3) on one device: with ``bn_groups`` G > 1 the encoders' BatchNorm
+layers take their statistics over G sub-batches of each view (B/G images, as on G devices;
+``contrastlab.nn.SplitBatchNorm2d``, one pass over the batch); the
 queries' sub-batches are contiguous and the keys' are drawn from a random permutation of the
 batch, so that a query and its positive key are normalised with different statistics. Without it
 (G = 1, the default) the positive key shares the query's batch statistics while the queued
@@ -26,7 +27,13 @@ from torch import Tensor, nn
 
 from contrastlab.losses import moco_info_nce
 from contrastlab.methods.base import Method, StepOutput
-from contrastlab.nn import FeatureQueue, copy_frozen, ema_update
+from contrastlab.nn import (
+    FeatureQueue,
+    convert_split_batch_norm,
+    copy_frozen,
+    ema_update,
+    split_batch_norm,
+)
 from contrastlab.ops import normalize
 from contrastlab.temperature import TemperaturePolicy
 
@@ -71,6 +78,9 @@ class MoCo(Method):
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if bn_groups < 1:
             raise ValueError(f"bn_groups must be >= 1, got {bn_groups}")
+        if bn_groups > 1:  # before the key encoder is copied, so that it is converted too
+            convert_split_batch_norm(backbone)
+            convert_split_batch_norm(head)
         self.head = head
         self.key_backbone = copy_frozen(backbone)
         self.key_head = copy_frozen(head)
@@ -94,9 +104,10 @@ class MoCo(Method):
     def _in_groups(
         self, fn: Callable[[Tensor], Tensor], x: Tensor, n_views: int, *, shuffle: bool
     ) -> Tensor:
-        """``fn`` over the (n_views·B, ...) stack ``x`` in sub-batches of B/G rows, each within
-        one view; with ``shuffle``, sub-batches of a random permutation of each view's rows, put
-        back in order after. Outside training (BN then uses its running statistics) one call."""
+        """``fn`` over the (n_views·B, ...) stack ``x`` with BatchNorm statistics over groups of
+        B/G consecutive rows, each within one view; with ``shuffle``, over groups of a random
+        permutation of each view's rows, put back in order after. Outside training (BN then
+        uses its running statistics) a plain call."""
         g = self.bn_groups
         if g == 1 or not self.training:
             return fn(x)
@@ -104,9 +115,11 @@ class MoCo(Method):
         if b % g != 0:
             raise ValueError(f"the batch size ({b}) must be a multiple of bn_groups ({g})")
         if not shuffle:
-            return torch.cat([fn(part) for part in x.split(b // g)])
+            with split_batch_norm(self, b // g):
+                return fn(x)
         perm = torch.cat([v * b + torch.randperm(b, device=x.device) for v in range(n_views)])
-        out = torch.cat([fn(part) for part in x[perm].split(b // g)])
+        with split_batch_norm(self, b // g):
+            out = fn(x[perm])
         return out[torch.argsort(perm)]
 
     def _query(self, x: Tensor) -> Tensor:

@@ -270,6 +270,8 @@ def build_method(
         raise ConfigError(f"method.bn_groups applies to moco, not {name!r}")
     if cfg.method.bn_groups < 1:
         raise ConfigError(f"method.bn_groups must be >= 1, got {cfg.method.bn_groups}")
+    if cfg.method.bn_groups > 1 and cfg.model.mirror:
+        raise ConfigError("method.bn_groups > 1 needs plain BatchNorm layers, not model.mirror's")
     if cfg.data.batch_size % cfg.method.bn_groups != 0:
         raise ConfigError(
             f"data.batch_size ({cfg.data.batch_size}) must be a multiple of method.bn_groups "

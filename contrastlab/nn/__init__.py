@@ -17,6 +17,12 @@ from contrastlab.nn.precise_bn import recompute_bn_stats
 from contrastlab.nn.queue import FeatureQueue
 from contrastlab.nn.resnet import ResNet, resnet18, resnet34, resnet50
 from contrastlab.nn.small_cnn import SmallCNN
+from contrastlab.nn.split_bn import (
+    SplitBatchNorm1d,
+    SplitBatchNorm2d,
+    convert_split_batch_norm,
+    split_batch_norm,
+)
 
 __all__ = [
     "BACKBONES",
@@ -25,10 +31,13 @@ __all__ = [
     "ProjectionHead",
     "ResNet",
     "SmallCNN",
+    "SplitBatchNorm1d",
+    "SplitBatchNorm2d",
     "build_backbone",
     "byol_momentum",
     "byol_predictor",
     "byol_projector",
+    "convert_split_batch_norm",
     "copy_frozen",
     "ema_update",
     "moco_v2_head",
@@ -37,4 +46,5 @@ __all__ = [
     "resnet34",
     "resnet50",
     "simclr_head",
+    "split_batch_norm",
 ]

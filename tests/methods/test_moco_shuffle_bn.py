@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import Tensor
 
 from contrastlab.config import Config, ConfigError, apply_overrides
 from contrastlab.data import augment_for, load_dataset
 from contrastlab.methods import MoCo, build_method
+from contrastlab.nn import SplitBatchNorm1d
 from contrastlab.ops import normalize
 
 
@@ -31,44 +33,47 @@ def views() -> tuple[list[torch.Tensor], torch.Tensor]:
     return aug(ds.images[idx], generator=torch.Generator().manual_seed(1)), ds.labels[idx]
 
 
-def _centre(x: torch.Tensor) -> torch.Tensor:
-    """A stand-in for BatchNorm: each row minus the mean of the rows it is called with."""
-    return x - x.mean(0, keepdim=True)
+class _Recorder(SplitBatchNorm1d):
+    """Records the rows it is called with and its group size; returns twice its input."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        self.seen = input.clone()
+        self.seen_group = self.group_size
+        return 2 * input
 
 
+@pytest.mark.parametrize("n_views", [1, 2])
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_groups_stay_within_a_view_and_rows_come_back_in_order(shuffle: bool) -> None:
+def test_groups_stay_within_a_view_and_rows_come_back_in_order(n_views: int, shuffle: bool) -> None:
     method = build_method(_cfg("method.bn_groups=4", "data.batch_size=8"), in_channels=1)
-    b, n_views, g = 8, 2, 4
-    x = torch.randn(n_views * b, 5, dtype=torch.float64)
+    assert isinstance(method, MoCo)
+    method.recorder = _Recorder(1)  # a BN layer of the method, so the groups reach it
+    b = 8
+    x = torch.arange(n_views * b, dtype=torch.float64)[:, None]  # row i holds i
     torch.manual_seed(3)
-    out = method._in_groups(_centre, x, n_views, shuffle=shuffle)
-    group_mean = x - out  # row i's offset is the mean of the group it was normalised with
-    for i in range(n_views * b):
-        mates = [j for j in range(n_views * b) if torch.allclose(group_mean[j], group_mean[i])]
-        assert len(mates) == b // g, f"row {i} was normalised in a group of {len(mates)} rows"
-        assert {j // b for j in mates} == {i // b}, f"row {i}'s group spans views"
-        assert torch.allclose(x[mates].mean(0), group_mean[i]), f"row {i}: not its group's mean"
-    contiguous = [list(range(s, s + b // g)) for s in range(0, n_views * b, b // g)]
-    groups = {
-        tuple(j for j in range(n_views * b) if torch.allclose(group_mean[j], group_mean[i]))
-        for i in range(n_views * b)
-    }
-    if shuffle:  # 8!/(2!^4 · 4!) = 105 ways to pair 8 rows: contiguous pairs in both views
-        assert groups != {tuple(c) for c in contiguous}  # has probability 1/105² here (seed 3)
-    else:
-        assert groups == {tuple(c) for c in contiguous}
+    out = method._in_groups(method.recorder, x, n_views, shuffle=shuffle)
+    torch.testing.assert_close(out, 2 * x)  # in the input's order
+    assert method.recorder.seen_group == 2  # B / G rows per group
+    seen = method.recorder.seen[:, 0].long()
+    for v in range(n_views):  # each view's rows stay in that view's block
+        assert sorted(seen[v * b : (v + 1) * b].tolist()) == list(range(v * b, (v + 1) * b))
+    assert torch.equal(seen, torch.arange(n_views * b)) != shuffle  # P(identity) = 1/8! per view
+    assert method.recorder.group_size is None  # reset after the call
 
 
-def test_evaluation_mode_is_one_call() -> None:
-    method = build_method(_cfg("method.bn_groups=4", "data.batch_size=8"), in_channels=1).eval()
-    x = torch.randn(8, 5, dtype=torch.float64)
-    assert torch.allclose(method._in_groups(_centre, x, 1, shuffle=True), _centre(x))
+def test_evaluation_mode_takes_whole_batch_statistics() -> None:
+    method = build_method(_cfg("method.bn_groups=4", "data.batch_size=8"), in_channels=1)
+    assert isinstance(method, MoCo)
+    method.recorder = _Recorder(1)
+    method.eval()
+    x = torch.arange(8, dtype=torch.float64)[:, None]
+    method._in_groups(method.recorder, x, 1, shuffle=True)
+    assert torch.equal(method.recorder.seen, x) and method.recorder.seen_group is None
 
 
 def test_queries_and_keys_use_sub_batch_statistics(views) -> None:
-    """The symmetric step's query embeddings equal the encoder run on each view's halves; the
-    enqueued keys differ from whole-batch keys (other statistics); in eval mode (running
+    """The symmetric step's query embeddings equal a plain-BN encoder run on each view's halves;
+    the enqueued keys differ from whole-batch keys (other statistics); in eval mode (running
     statistics) the two compute the same keys."""
     v, labels = views
     torch.manual_seed(0)
@@ -77,20 +82,21 @@ def test_queries_and_keys_use_sub_batch_statistics(views) -> None:
     )
     assert isinstance(grouped, MoCo) and grouped.bn_groups == 2
     whole = build_method(_cfg("method.symmetric=true"), in_channels=1)
+    assert isinstance(whole, MoCo)
     whole.load_state_dict(grouped.state_dict())
     with torch.no_grad():
-        x = torch.cat(v)
-        by_halves = torch.cat([whole.head(whole.backbone(part)) for part in x.split(16)])
+        by_halves = torch.cat([whole.head(whole.backbone(part)) for part in torch.cat(v).split(16)])
         emb = grouped.training_step(v, labels, step=0, progress=0.0).embeddings
         assert emb is not None
         expected = normalize(by_halves.float()).reshape(2, 32, -1).transpose(0, 1)
-        torch.testing.assert_close(emb, expected)
+        torch.testing.assert_close(emb, expected, rtol=1e-4, atol=1e-5)
+        whole.load_state_dict(grouped.state_dict())  # the same EMA step and BN statistics
         whole.training_step(v, labels, step=0, progress=0.0)
         assert grouped._pending is not None and whole._pending is not None
         k_grouped, k_whole = grouped._pending[0], whole._pending[0]
         assert k_grouped.shape == k_whole.shape == (32, 16)
         assert not torch.allclose(k_grouped, k_whole, atol=1e-3)
-        whole.load_state_dict(grouped.state_dict())  # the grouped step updated BN twice
+        whole.load_state_dict(grouped.state_dict())
         grouped.eval(), whole.eval()
         torch.testing.assert_close(grouped._keys(v[1], 1), whole._keys(v[1], 1))
 
@@ -111,6 +117,7 @@ def test_a_step_trains_the_query_encoder_only(views) -> None:
         (("method.name=simclr", "method.bn_groups=2"), "applies to moco"),
         (("method.bn_groups=0",), "must be >= 1"),
         (("method.bn_groups=3",), r"data.batch_size \(256\) must be a multiple"),
+        (("method.bn_groups=2", "model.mirror=true"), "model.mirror"),
     ],
 )
 def test_bad_bn_groups_are_refused(sets: tuple[str, ...], match: str) -> None:

@@ -1,0 +1,133 @@
+"""BatchNorm with statistics over sub-batches, to emulate on one device what BatchNorm does on G.
+
+On G devices each device's BatchNorm normalises its own B/G images. MoCo's shuffle BN (He et al.
+2020, §3.3) relies on that: the keys are computed on a shuffled split of the batch, so a query
+and its positive key are normalised with different statistics. :class:`SplitBatchNorm1d` and
+:class:`SplitBatchNorm2d` are ``BatchNorm1d`` / ``BatchNorm2d`` (same parameters, buffers and
+state-dict keys) that, while :func:`split_batch_norm` sets a group size, take their training
+statistics over consecutive groups of that many rows in one pass instead of over the whole
+batch. Outside that context, and in eval mode, they are plain BatchNorm layers, so PreciseBN and
+evaluation see whole-batch statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SplitBatchNorm1d", "SplitBatchNorm2d", "convert_split_batch_norm", "split_batch_norm"]
+
+
+def _grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, group_size: int) -> Tensor:
+    """Training-mode BatchNorm of ``x`` (N, C, ...) over groups of ``group_size`` consecutive
+    rows; the running statistics move towards the groups' average mean and (unbiased) variance."""
+    n, c = x.shape[0], x.shape[1]
+    if n % group_size != 0:
+        raise ValueError(f"the batch ({n} rows) must be a multiple of the group size {group_size}")
+    g = n // group_size
+    xs = x.reshape(g, group_size, *x.shape[1:])  # a view: splitting the outer dimension
+    dims = (1, *range(3, xs.dim()))
+    var, mean = torch.var_mean(xs, dim=dims, correction=0, keepdim=True)  # (g, 1, C, 1, ...)
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.view(1, 1, c, *([1] * (x.dim() - 2)))
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.view(1, 1, c, *([1] * (x.dim() - 2)))
+    if bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None:
+        with torch.no_grad():
+            assert bn.num_batches_tracked is not None
+            bn.num_batches_tracked.add_(1)
+            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            count = xs[0].numel() // c
+            unbiased = var * (count / max(count - 1, 1))
+            bn.running_mean.lerp_(mean.reshape(g, c).mean(0).to(bn.running_mean.dtype), m)
+            bn.running_var.lerp_(unbiased.reshape(g, c).mean(0).to(bn.running_var.dtype), m)
+    return torch.addcmul(shift, xs, scale).reshape(x.shape).to(x.dtype)
+
+
+class SplitBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` (N, C) or (N, C, L) whose training statistics are taken over groups of
+    ``group_size`` consecutive rows while :func:`split_batch_norm` sets it (None: whole batch)."""
+
+    group_size: int | None = None
+
+    def forward(self, input: Tensor) -> Tensor:
+        s = self.group_size
+        if s is None or not self.training or s >= input.shape[0]:
+            return super().forward(input)
+        self._check_input_dim(input)
+        return _grouped_batch_norm(self, input, s)
+
+
+class SplitBatchNorm2d(nn.BatchNorm2d):
+    """``BatchNorm2d`` (N, C, H, W) whose training statistics are taken over groups of
+    ``group_size`` consecutive rows while :func:`split_batch_norm` sets it (None: whole batch)."""
+
+    group_size: int | None = None
+
+    def forward(self, input: Tensor) -> Tensor:
+        s = self.group_size
+        if s is None or not self.training or s >= input.shape[0]:
+            return super().forward(input)
+        self._check_input_dim(input)
+        return _grouped_batch_norm(self, input, s)
+
+
+_SPLIT = {nn.BatchNorm1d: SplitBatchNorm1d, nn.BatchNorm2d: SplitBatchNorm2d}
+
+
+def convert_split_batch_norm(module: nn.Module) -> nn.Module:
+    """Replace, in place, every plain ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` in ``module`` by its
+    split counterpart with the same parameters and buffers; returns ``module`` (or its
+    replacement, if ``module`` itself is such a layer).
+
+    Raises:
+        ValueError: if ``module`` holds another kind of BatchNorm (a subclass with its own
+            forward, e.g. the mirror encoder's paired BN, or SyncBatchNorm), which could not
+            take statistics over sub-batches.
+    """
+
+    def convert(m: nn.Module) -> nn.Module:
+        kind = type(m)
+        if kind in _SPLIT:
+            assert isinstance(m, nn.modules.batchnorm._BatchNorm)
+            new = _SPLIT[kind](
+                m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats
+            ).to(device=_device_of(m))
+            new.load_state_dict(m.state_dict())
+            new.train(m.training)
+            return new
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and kind not in _SPLIT.values():
+            raise ValueError(
+                f"{kind.__name__} cannot take statistics over sub-batches; only plain "
+                "BatchNorm1d / BatchNorm2d layers can"
+            )
+        for name, child in m.named_children():
+            setattr(m, name, convert(child))
+        return m
+
+    return convert(module)
+
+
+def _device_of(m: nn.Module) -> torch.device:
+    t = next(iter(m.state_dict().values()), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
+@contextmanager
+def split_batch_norm(module: nn.Module, group_size: int | None) -> Iterator[None]:
+    """Within the block, the split BatchNorm layers of ``module`` take their training
+    statistics over groups of ``group_size`` consecutive rows (None: the whole batch)."""
+    layers = [m for m in module.modules() if isinstance(m, (SplitBatchNorm1d, SplitBatchNorm2d))]
+    before = [m.group_size for m in layers]
+    for m in layers:
+        m.group_size = group_size
+    try:
+        yield
+    finally:
+        for m, s in zip(layers, before, strict=True):
+            m.group_size = s
