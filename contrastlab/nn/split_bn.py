@@ -27,26 +27,30 @@ def _grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, group_si
     rows; the running statistics move once towards the groups' average mean and (unbiased)
     variance. Each group is a contiguous slice normalised by PyTorch's own kernel: statistics
     written with autograd ops instead took 26% longer per MoCo step."""
-    n, c = x.shape[0], x.shape[1]
+    n = x.shape[0]
     if n % group_size != 0:
         raise ValueError(f"the batch ({n} rows) must be a multiple of the group size {group_size}")
-    track = bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None
+    rm, rv = bn.running_mean, bn.running_var
+    if not bn.track_running_stats or rm is None or rv is None:
+        return torch.cat(
+            [
+                F.batch_norm(p, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+                for p in x.split(group_size)
+            ]
+        )
     outs, means, variances = [], [], []
     for part in x.split(group_size):
-        # with momentum 1 the "running" buffers receive this group's mean and unbiased variance
-        mean = torch.zeros_like(bn.running_mean) if track else None
-        var = torch.ones_like(bn.running_var) if track else None
+        # with momentum 1 these buffers receive the group's mean and unbiased variance
+        mean, var = torch.zeros_like(rm), torch.ones_like(rv)
         outs.append(F.batch_norm(part, mean, var, bn.weight, bn.bias, True, 1.0, bn.eps))
         means.append(mean)
         variances.append(var)
-    if track:
-        assert bn.running_mean is not None and bn.running_var is not None
-        assert bn.num_batches_tracked is not None
-        with torch.no_grad():
-            bn.num_batches_tracked.add_(1)
-            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-            bn.running_mean.lerp_(torch.stack(means).mean(0).to(bn.running_mean.dtype), m)  # type: ignore[arg-type]
-            bn.running_var.lerp_(torch.stack(variances).mean(0).to(bn.running_var.dtype), m)  # type: ignore[arg-type]
+    assert bn.num_batches_tracked is not None
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        rm.lerp_(torch.stack(means).mean(0), m)
+        rv.lerp_(torch.stack(variances).mean(0), m)
     return torch.cat(outs)
 
 

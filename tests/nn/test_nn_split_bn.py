@@ -106,3 +106,11 @@ def test_conversion_keeps_state_and_the_context_restores_group_sizes() -> None:
 def test_batch_norm_with_its_own_forward_is_refused() -> None:
     with pytest.raises(ValueError, match="PairedBatchNorm2d cannot take statistics"):
         convert_split_batch_norm(nn.Sequential(PairedBatchNorm2d(4)))
+
+
+def test_without_running_statistics_groups_still_normalise_separately() -> None:
+    ref = nn.BatchNorm2d(3, track_running_stats=False).double()
+    new = SplitBatchNorm2d(3, track_running_stats=False).double()
+    x = torch.randn(8, 3, 2, 2, dtype=torch.float64)
+    with split_batch_norm(new, 4):
+        torch.testing.assert_close(new(x), torch.cat([ref(p) for p in x.split(4)]))
