@@ -54,32 +54,27 @@ def _grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, group_si
     return torch.cat(outs)
 
 
-class SplitBatchNorm1d(nn.BatchNorm1d):
+class _SplitBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """The forward both split layers share; ``_check_input_dim`` comes from the 1d / 2d base."""
+
+    group_size: int | None = None
+
+    def forward(self, input: Tensor) -> Tensor:
+        s = self.group_size
+        if s is None or not self.training or s >= input.shape[0]:
+            return super().forward(input)
+        self._check_input_dim(input)
+        return _grouped_batch_norm(self, input, s)
+
+
+class SplitBatchNorm1d(_SplitBatchNorm, nn.BatchNorm1d):
     """``BatchNorm1d`` (N, C) or (N, C, L) whose training statistics are taken over groups of
     ``group_size`` consecutive rows while :func:`split_batch_norm` sets it (None: whole batch)."""
 
-    group_size: int | None = None
 
-    def forward(self, input: Tensor) -> Tensor:
-        s = self.group_size
-        if s is None or not self.training or s >= input.shape[0]:
-            return super().forward(input)
-        self._check_input_dim(input)
-        return _grouped_batch_norm(self, input, s)
-
-
-class SplitBatchNorm2d(nn.BatchNorm2d):
+class SplitBatchNorm2d(_SplitBatchNorm, nn.BatchNorm2d):
     """``BatchNorm2d`` (N, C, H, W) whose training statistics are taken over groups of
     ``group_size`` consecutive rows while :func:`split_batch_norm` sets it (None: whole batch)."""
-
-    group_size: int | None = None
-
-    def forward(self, input: Tensor) -> Tensor:
-        s = self.group_size
-        if s is None or not self.training or s >= input.shape[0]:
-            return super().forward(input)
-        self._check_input_dim(input)
-        return _grouped_batch_norm(self, input, s)
 
 
 _SPLIT = {nn.BatchNorm1d: SplitBatchNorm1d, nn.BatchNorm2d: SplitBatchNorm2d}
@@ -127,7 +122,7 @@ def _device_of(m: nn.Module) -> torch.device:
 def split_batch_norm(module: nn.Module, group_size: int | None) -> Iterator[None]:
     """Within the block, the split BatchNorm layers of ``module`` take their training
     statistics over groups of ``group_size`` consecutive rows (None: the whole batch)."""
-    layers = [m for m in module.modules() if isinstance(m, (SplitBatchNorm1d, SplitBatchNorm2d))]
+    layers = [m for m in module.modules() if isinstance(m, _SplitBatchNorm)]
     before = [m.group_size for m in layers]
     for m in layers:
         m.group_size = group_size
