@@ -116,13 +116,14 @@ class MoCo(Method):
         b = x.shape[0] // n_views
         if b % g != 0:
             raise ValueError(f"the batch size ({b}) must be a multiple of bn_groups ({g})")
-        if not shuffle:
-            with split_batch_norm(self, b // g):
-                return fn(x)
-        perm = torch.cat([v * b + torch.randperm(b, device=x.device) for v in range(n_views)])
+        perm = (
+            torch.cat([v * b + torch.randperm(b, device=x.device) for v in range(n_views)])
+            if shuffle
+            else None
+        )
         with split_batch_norm(self, b // g):
-            out = fn(x[perm])
-        return out[torch.argsort(perm)]
+            out = fn(x if perm is None else x[perm])
+        return out if perm is None else out[torch.argsort(perm)]
 
     def _query(self, x: Tensor) -> Tensor:
         out: Tensor = self.head(self.backbone(x))
