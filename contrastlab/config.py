@@ -44,7 +44,9 @@ class DataConfig:
     area (a fraction of the image in (0, 1]; None = the preset's); ``erase_p`` replaces the
     preset's Random Erasing probability (in [0, 1]; None = the preset's); ``translate`` replaces
     the preset's random shift of the crop, a fraction of the side in [0, 0.5] (black outside the
-    image, as in the zero-padded random crop; None = the preset's); ``solarize_p`` replaces the
+    image, as in the zero-padded random crop; None = the preset's); ``rotate`` replaces the
+    preset's largest random rotation of a view about its crop's centre, in degrees in [0, 180]
+    (black outside the image; None = the preset's, 0 in every preset); ``solarize_p`` replaces the
     preset's probability of solarizing a view (pixels >= 0.5 become 1 - x; in [0, 1]; None = the
     preset's); ``solarize_spread`` s draws each solarized view's threshold uniformly from [0.5 -
     s, 0.5 + s] (in [0, 0.5]; 0 is the fixed 0.5; None = the preset's); ``solarize_curve`` is
@@ -64,6 +66,7 @@ class DataConfig:
     crop_min: float | None = None
     erase_p: float | None = None
     translate: float | None = None
+    rotate: float | None = None
     solarize_p: float | None = None
     solarize_spread: float | None = None
     solarize_curve: float | None = None

@@ -6,8 +6,9 @@ the named presets live in :mod:`contrastlab.data.view_specs`, re-exported here);
 each sample with its own random parameters, drawn from a CPU ``torch.Generator`` so that the
 same seed gives the same views on any device.
 
-Order of the ops, as in the reference code: random resized crop, horizontal flip, colour
-jitter (with probability), grayscale, Gaussian blur, solarize, random erasing, normalise.
+Order of the ops, as in the reference code: random resized crop (with an optional shift and
+rotation in the same resampling), horizontal flip, colour jitter (with probability),
+grayscale, Gaussian blur, solarize, random erasing, normalise.
 """
 
 from __future__ import annotations
@@ -93,8 +94,16 @@ def augment_view(
         shift = ((torch.rand(b, 2, generator=generator) * 2.0 - 1.0) * limit).round()
         boxes = torch.cat([boxes[:, :2] + shift, boxes[:, 2:]], dim=1)
     flip = torch.rand(b, generator=generator) < spec.flip_p
+    angle = None
+    if spec.rotate > 0:  # drawn only when asked, like the shift
+        angle = (torch.rand(b, generator=generator) * 2.0 - 1.0) * spec.rotate
     out = ops.resized_crop(
-        images, boxes, flip, size, padding="zeros" if spec.translate > 0 else "border"
+        images,
+        boxes,
+        flip,
+        size,
+        padding="zeros" if spec.translate > 0 or spec.rotate > 0 else "border",
+        angle=angle,
     )  # a new tensor: the ops below may work in place
 
     strengths = (spec.brightness, spec.contrast, spec.saturation, spec.hue)
@@ -272,7 +281,14 @@ class MultiViewAugment:
 
 
 #: the :class:`ViewSpec` fields :func:`make_augment` can set in every view of a preset.
-VIEW_OVERRIDES = ("erase_p", "translate", "solarize_p", "solarize_threshold", "solarize_curve")
+VIEW_OVERRIDES = (
+    "erase_p",
+    "translate",
+    "rotate",
+    "solarize_p",
+    "solarize_threshold",
+    "solarize_curve",
+)
 
 
 def make_augment(
@@ -293,9 +309,8 @@ def make_augment(
 
     ``crop_min`` replaces the lower bound of the preset's random-resized-crop area (e.g. 0.5
     for milder crops than the "grayscale" preset's 0.2). The ``overrides`` (keys of
-    ``VIEW_OVERRIDES``: ``erase_p``, ``translate``, ``solarize_p``, ``solarize_threshold``,
-    ``solarize_curve``)
-    replace that :class:`ViewSpec` field in every view; None keeps the preset's.
+    ``VIEW_OVERRIDES``: ``erase_p``, ``translate``, ``rotate``, ``solarize_p``,
+    ``solarize_threshold``, ``solarize_curve``) replace that :class:`ViewSpec` field in every view; None keeps the preset's.
 
     Example:
         >>> make_augment("grayscale", (0.286,), (0.353,), solarize_threshold=(0.25, 0.75))

@@ -132,19 +132,26 @@ def resized_crop(
     flip: torch.Tensor,
     size: tuple[int, int],
     padding: str = "border",
+    angle: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Crop each image to its box, optionally mirror it, and resize to ``size``, bilinearly.
+    """Crop each image to its box, optionally rotate and mirror it, and resize to ``size``,
+    bilinearly.
 
-    One ``affine_grid`` + ``grid_sample`` for the whole batch: the box and the mirror are an
-    affine map per sample (no antialiasing when a crop is shrunk).
+    One sampling grid + ``grid_sample`` for the whole batch: the box, the rotation and the
+    mirror are an affine map per sample (no antialiasing when a crop is shrunk).
 
     Args:
         images: float (B, C, H, W).
         boxes: (B, 4) top, left, height, width in pixels (see :func:`sample_crop_boxes`).
         flip: bool (B,), mirror horizontally where True.
         size: output (H', W').
-        padding: what a box reaching outside the image sees there: "border" (the edge pixels
+        padding: what the sampled area sees outside the image: "border" (the edge pixels
             repeated) or "zeros" (black, as when the image is zero-padded before cropping).
+        angle: optional (B,) angles in degrees: the content of each view is turned by that
+            angle about the box's centre, counter-clockwise as displayed (row 0 at the top),
+            then mirrored where ``flip``; the box is rigidly rotated in pixel space, so its
+            corners can reach outside the image (use ``padding="zeros"`` for black there).
+            None (or all zeros) is no rotation.
 
     Returns:
         float (B, C, H', W').
@@ -153,18 +160,29 @@ def resized_crop(
     boxes = boxes.to(images.device, images.dtype)
     top, left, h, w = boxes.unbind(1)
     sign = 1.0 - 2.0 * flip.to(images.device, images.dtype)
-    # The map has no rotation or shear, so the sampling grid is an outer sum of two axes
-    # (what affine_grid would compute with a batched matmul).
     out_h, out_w = size
     base_x = (torch.arange(out_w, device=images.device, dtype=images.dtype) * 2 + 1) / out_w - 1
     base_y = (torch.arange(out_h, device=images.device, dtype=images.dtype) * 2 + 1) / out_h - 1
-    gx = (sign * w / width).view(b, 1) * base_x + ((2 * left + w) / width - 1).view(b, 1)
-    gy = (h / height).view(b, 1) * base_y + ((2 * top + h) / height - 1).view(b, 1)
+    centre_x = ((2 * left + w) / width - 1).view(b, 1, 1)
+    centre_y = ((2 * top + h) / height - 1).view(b, 1, 1)
     # Filled as two planes and handed over as a (B, H', W', 2) view: grid_sample takes any
-    # strides, and an interleaving stack/copy was ~5x slower than these two broadcasts.
+    # strides, and an interleaving stack/copy was ~5x slower than broadcasting into planes.
     grid = torch.empty(b, 2, out_h, out_w, device=images.device, dtype=images.dtype)
-    grid[:, 0].copy_(gx.view(b, 1, out_w))
-    grid[:, 1].copy_(gy.view(b, out_h, 1))
+    if angle is None:
+        # No rotation: the sampling grid is an outer sum of two axes (what affine_grid would
+        # compute with a batched matmul).
+        grid[:, 0].copy_((sign * w / width).view(b, 1, 1) * base_x.view(1, 1, out_w) + centre_x)
+        grid[:, 1].copy_((h / height).view(b, 1, 1) * base_y.view(1, out_h, 1) + centre_y)
+    else:
+        # Output offset (dx, dy) from the centre, in input pixels: (sign * bx * w/2, by * h/2);
+        # it samples the input at the centre + (c dx - s dy, s dx + c dy), with row 0 at the
+        # top, which turns the content counter-clockwise on screen.
+        theta = torch.deg2rad(angle.to(images.device, images.dtype))
+        cos, sin = theta.cos().view(b, 1, 1), theta.sin().view(b, 1, 1)
+        dx = (sign * w).view(b, 1, 1) * base_x.view(1, 1, out_w)  # 2 dx, in pixels
+        dy = h.view(b, 1, 1) * base_y.view(1, out_h, 1)  # 2 dy
+        grid[:, 0].copy_((cos * dx - sin * dy) / width + centre_x)
+        grid[:, 1].copy_((sin * dx + cos * dy) / height + centre_y)
     return torch.nn.functional.grid_sample(
         images,
         grid.permute(0, 2, 3, 1),

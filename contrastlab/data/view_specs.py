@@ -48,6 +48,9 @@ class ViewSpec:
             [-translate, translate] times the image's side, rounded to whole pixels (0 = none).
             Outside the image the shifted box sees black, as in the zero-padded random crop
             of supervised CIFAR and Fashion-MNIST training.
+        rotate: largest rotation in degrees (in [0, 180]): each view's content is turned
+            about its crop's centre by an angle uniform in [-rotate, rotate], in the same
+            resampling as the crop; the turned box sees black outside the image (0 = none).
     """
 
     scale: tuple[float, float] = (0.08, 1.0)
@@ -71,6 +74,7 @@ class ViewSpec:
     erase_ratio: tuple[float, float] = (0.3, 3.3)
     erase_value: float | None = None
     translate: float = 0.0
+    rotate: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
@@ -96,6 +100,8 @@ class ViewSpec:
             raise ValueError(f"curve_knots must be >= 2, got {self.curve_knots}")
         if not 0.0 <= self.translate <= 0.5:
             raise ValueError(f"translate must be in [0, 0.5], got {self.translate}")
+        if not 0.0 <= self.rotate <= 180.0:
+            raise ValueError(f"rotate must be in [0, 180] degrees, got {self.rotate}")
         if not 0.0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
         if min(self.brightness, self.contrast, self.saturation) < 0:

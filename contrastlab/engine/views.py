@@ -134,6 +134,7 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
         crop_min=cfg.data.crop_min,
         erase_p=cfg.data.erase_p,
         translate=cfg.data.translate,
+        rotate=cfg.data.rotate,
         solarize_p=cfg.data.solarize_p,
         solarize_threshold=None if spread is None else (0.5 - spread, 0.5 + spread),
         solarize_curve=curve,

@@ -321,7 +321,7 @@ def test_a_new_run_in_an_old_directory_starts_its_logs_anew(tmp_path: Path) -> N
 
 def test_view_overrides_reach_the_training_views() -> None:
     """``data.solarize_p``, ``data.solarize_spread``, ``data.solarize_curve``, ``data.erase_p``,
-    ``data.translate`` and ``data.crop_min`` replace the preset's values in every training view; an out-of-range
+    ``data.translate``, ``data.rotate`` and ``data.crop_min`` replace the preset's values in every training view; an out-of-range
     value names its key."""
     from types import SimpleNamespace
 
@@ -330,16 +330,20 @@ def test_view_overrides_reach_the_training_views() -> None:
 
     dataset = SimpleNamespace(name="fashion-mnist", mean=(0.29,), std=(0.35,))
     unsupervised = SimpleNamespace(needs_labels=False)
-    keys = ("data.solarize_p=0.2", "data.erase_p=0.3", "data.translate=0.1", "data.crop_min=0.4")
+    keys = ("data.solarize_p=0.2", "data.erase_p=0.3", "data.translate=0.1", "data.rotate=12.5",
+            "data.crop_min=0.4")
     cfg = apply_overrides(Config(), [*keys, "data.solarize_spread=0.25", "data.solarize_curve=0.5"])
     aug = augment_of(cfg, dataset, unsupervised)  # type: ignore[arg-type]
     assert aug.size == (20, 20)  # the grayscale preset's views
     for spec in aug.specs:
-        assert (spec.solarize_p, spec.erase_p, spec.translate) == (0.2, 0.3, 0.1)
+        assert (spec.solarize_p, spec.erase_p, spec.translate, spec.rotate) == (0.2, 0.3, 0.1, 12.5)
         assert spec.scale[0] == 0.4 and spec.solarize_threshold == (0.25, 0.75)
         assert spec.solarize_curve == 0.5
     for bad in ("data.solarize_spread=0.6", "data.solarize_curve=1.5"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            augment_of(apply_overrides(Config(), [bad]), dataset, unsupervised)  # type: ignore[arg-type]
+    for bad in ("data.rotate=200", "data.translate=0.7"):
+        with pytest.raises(ValueError, match=bad.split("=")[0].removeprefix("data.")):
             augment_of(apply_overrides(Config(), [bad]), dataset, unsupervised)  # type: ignore[arg-type]
     plain = augment_of(Config(), dataset, unsupervised)  # type: ignore[arg-type]
     assert all(s.solarize_p == 0.5 and s.erase_p == 0.0 for s in plain.specs)  # the preset's
