@@ -118,7 +118,9 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
     """The training views of ``cfg.data`` for ``dataset``: the preset of :func:`preset_of`, at
     ``cfg.data.view_size`` (None: the preset's view size, else the images' size)."""
     if cfg.data.view_size is not None and cfg.data.view_size < 1:
-        raise ConfigError(f"data.view_size must be a positive side in pixels, got {cfg.data.view_size}")
+        raise ConfigError(
+            f"data.view_size must be a positive side in pixels, got {cfg.data.view_size}"
+        )
     spread = cfg.data.solarize_spread
     if spread is not None and not 0.0 <= spread <= 0.5:
         raise ConfigError(f"data.solarize_spread must be in [0, 0.5], got {spread}")

@@ -7,7 +7,6 @@ a resize and a mirror must carry it) for any angle, box and flip.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import pytest
@@ -30,11 +29,19 @@ def test_quarter_turns_equal_rot90(shape: tuple[int, int, int]) -> None:
     side = shape[1]
     angle = torch.tensor([90.0, -90.0, 180.0, 0.0], dtype=torch.float64)
     out = ops.resized_crop(
-        x, _full_boxes(4, side, side), torch.zeros(4, dtype=torch.bool), (side, side),
-        padding="zeros", angle=angle,
+        x,
+        _full_boxes(4, side, side),
+        torch.zeros(4, dtype=torch.bool),
+        (side, side),
+        padding="zeros",
+        angle=angle,
     )
-    expected = [torch.rot90(x[0], 1, (-2, -1)), torch.rot90(x[1], -1, (-2, -1)),
-                torch.rot90(x[2], 2, (-2, -1)), x[3]]
+    expected = [
+        torch.rot90(x[0], 1, (-2, -1)),
+        torch.rot90(x[1], -1, (-2, -1)),
+        torch.rot90(x[2], 2, (-2, -1)),
+        x[3],
+    ]
     for got, want in zip(out, expected, strict=True):
         torch.testing.assert_close(got, want, atol=1e-9, rtol=0)
 
@@ -146,11 +153,14 @@ def test_rotated_corners_are_black_and_rotate_zero_changes_nothing() -> None:
     assert (view[:, 0, 0, 0] < 0.5).float().mean() > 0.8
     assert view[:, :, 12:16, 12:16].min() > 1.0 - 1e-5  # the centre always sees the image
     # rotate 0 (every preset's default) draws nothing, so existing views are unchanged
-    batch = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8,
-                          generator=torch.Generator().manual_seed(5))
+    batch = torch.randint(
+        0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(5)
+    )
     plain = make_augment("grayscale", (0.5,), (0.25,))
     zero = make_augment("grayscale", (0.5,), (0.25,), rotate=0.0)
-    assert all(torch.equal(u, v) for u, v in zip(plain(batch, seed=5), zero(batch, seed=5), strict=True))
+    assert all(
+        torch.equal(u, v) for u, v in zip(plain(batch, seed=5), zero(batch, seed=5), strict=True)
+    )
     turned = make_augment("grayscale", (0.5,), (0.25,), rotate=15.0)
     assert all(s.rotate == 15.0 for s in turned.specs)
     assert not torch.equal(plain(batch, seed=5)[0], turned(batch, seed=5)[0])
