@@ -33,6 +33,10 @@ def test_knn_separable_clusters() -> None:
     xtr, ytr = _clusters(50, 5, 16, 0)
     xte, yte = _clusters(20, 5, 16, 1)
     assert knn_accuracy(xtr, ytr, xte, yte, k=20, chunk=7) == pytest.approx(100.0)
+    # chunks that do not divide the queries (one similarity block reused, the last one partial)
+    torch.testing.assert_close(
+        knn_scores(xtr, ytr, xte, k=20, chunk=7), knn_scores(xtr, ytr, xte, k=20, chunk=1000)
+    )
 
 
 def test_knn_hand_computed_weighted_vote() -> None:
