@@ -4,8 +4,12 @@ config and calls the engine or the analysis; no logic of its own."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import os
 import sys
+import textwrap
+import typing
 from collections.abc import Mapping, Sequence
 
 # torch-free, so that the OpenMP settings below still come before torch loads
@@ -54,7 +58,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="dotted override, repeatable, e.g. --set loss.temperature=0.2",
+        help="dotted override, repeatable, e.g. --set loss.temperature=0.2 (every key, with "
+        "its type, default and meaning: contrastlab config --keys)",
     )
     p.add_argument(
         "--method",
@@ -121,6 +126,34 @@ _ARG_KEYS = {
 }
 
 
+def keys_text(width: int = 100) -> str:
+    """Every config key as ``section.key  type  default``, under its section's description (the
+    section dataclass's docstring, which explains the keys): ``contrastlab config --keys``."""
+    lines: list[str] = []
+    for section in dataclasses.fields(Config):
+        obj = getattr(Config(), section.name)
+        doc = " ".join((inspect.getdoc(type(obj)) or "").split())
+        lines += ["", f"[{section.name}]", *textwrap.wrap(doc, width)]
+        hints = typing.get_type_hints(type(obj))
+        rows = [
+            (f"{section.name}.{f.name}", _type_text(hints[f.name]), repr(getattr(obj, f.name)))
+            for f in dataclasses.fields(obj)
+        ]
+        key_w = max(len(r[0]) for r in rows)
+        type_w = max(len(r[1]) for r in rows)
+        lines += [f"  {k:<{key_w}}  {t:<{type_w}}  default {v}" for k, t, v in rows]
+    return "\n".join(lines[1:])
+
+
+def _type_text(tp: object) -> str:
+    args = typing.get_args(tp)
+    if args:
+        return " | ".join(
+            "None" if a is type(None) else getattr(a, "__name__", str(a)) for a in args
+        )
+    return getattr(tp, "__name__", str(tp))
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config file (if any), then the explicit options, then ``--set`` overrides."""
     cfg = load_config(args.config) if args.config else Config()
@@ -164,8 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluation override, repeatable: eval.* (e.g. eval.linear_epochs=100), "
         "data.data_dir, train.device, train.threads (default: the run's own config)",
     )
-    p_show = sub.add_parser("config", help="print the resolved config as YAML")
+    p_show = sub.add_parser(
+        "config",
+        help="print the resolved config as YAML, or every key with its default (--keys)",
+    )
     _add_train_options(p_show)
+    p_show.add_argument(
+        "--keys",
+        action="store_true",
+        help="list every config key (section.key) with its type, default and meaning, and exit",
+    )
     try:
         from contrastlab.analysis.cli import add_analysis_commands
     except ImportError:  # pragma: no cover - analysis is part of the package
@@ -179,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "config" and args.keys:
+            print(keys_text())
+            return 0
         if args.command in ("train", "demo", "config"):
             if args.command == "demo":
                 defaults = [

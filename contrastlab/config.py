@@ -57,7 +57,12 @@ class DataConfig:
     preset's, ``contrastlab.data.PRESET_VIEW_SIZE``: 20 for "grayscale", else the images' own
     size; a run's ``config.json`` stores the side used). Evaluation always reads the full-size
     images, so a smaller ``view_size`` trains on cheaper views and tests at a higher resolution
-    (Touvron et al. 2019, "Fixing the train-test resolution discrepancy")."""
+    (Touvron et al. 2019, "Fixing the train-test resolution discrepancy"). ``dataset`` names a
+    dataset of ``contrastlab.data.load_dataset``; ``data_dir`` is the folder holding its
+    official files (None = the cache ``$CONTRASTLAB_DATA``, then the Debian package for
+    Fashion-MNIST); ``download`` fetches missing files; ``batch_size`` is the source images per
+    step (each gives ``views`` views); ``train_subset`` keeps a seeded random subset of this many
+    training images, for training and as the evaluation's kNN bank and probe set (None = all)."""
 
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -121,7 +126,13 @@ class LossConfig:
     τ for learnable; cosine and dystress use ``tau_min``/``tau_max``. ``cosine_period`` is the
     cosine schedule's T in optimiser steps (the trainer passes the global step); None = the
     run's length, so that τ falls from ``tau_max`` to ``tau_min`` over training (a run on a
-    wall-clock budget without ``train.epochs`` must set it)."""
+    wall-clock budget without ``train.epochs`` must set it). ``shift``: DySTreSS's shifted
+    variant (c in [0, 1); None = the plain one). ``top_k`` / ``alpha`` (hard_nt_xent,
+    hard_simple; exactly one): keep the ``top_k`` most similar negatives, or the fraction
+    ``alpha`` of them (Wang & Liu's upper-α quantile). ``lam`` (simple, hard_simple): the
+    negatives' weight λ (None = 1 / the number of negatives). ``variant`` (supcon): "out"
+    (L_out) or "in" (L_in). ``temperature_lr``: the learning rate of a learnable τ (None = the
+    main one)."""
 
     name: str = "auto"
     policy: str = "fixed"
@@ -139,17 +150,21 @@ class LossConfig:
 
 @dataclass
 class MethodConfig:
-    """Method and its own state: MoCo's queue and momentum, BYOL's base momentum.
-    ``symmetric`` (MoCo, BYOL): each of the two views serves as query / online input and the loss
-    is summed over both directions; False: one direction only (view 0 → view 1, MoCo v2 as
-    published), which costs half the compute per image, and whose default views give the
-    target / key a calmer view 1 (``contrastlab.data.DEFAULT_PRESET_ONE_DIRECTIONAL``); None:
-    the method's default (``contrastlab.methods.SYMMETRIC``: one-directional for MoCo v2 and
-    symmetric for BYOL, each as published); a run's ``config.json`` stores the value used.
-    ``predictor_lr_scale`` (BYOL): the predictor's learning rate as a multiple of the
-    schedule's (SimSiam's faster predictor); 1 = the same as the rest. ``bn_groups`` (MoCo):
-    shuffle BN on one device, BatchNorm statistics over ``batch_size / bn_groups`` images with
-    the keys' groups drawn at random (He et al. 2020, §3.3); 1 = over the whole batch."""
+    """Method and its own state. ``name``: simclr, moco, supcon, byol. ``queue_size`` (MoCo): K
+    keys in the queue, a multiple of the batch size. ``moco_momentum``: the key encoder's EMA
+    momentum. ``byol_base_momentum``: τ_base of BYOL's target EMA, raised to 1 on a cosine
+    schedule. ``supervised_queue`` (MoCo): the queue also holds the keys' labels and the loss
+    treats same-class keys as positives (needs labels). ``symmetric`` (MoCo, BYOL): each of the
+    two views serves as query / online input and the loss is summed over both directions;
+    False: one direction only (view 0 → view 1, MoCo v2 as published), which costs half the
+    compute per image, and whose default views give the target / key a calmer view 1
+    (``contrastlab.data.DEFAULT_PRESET_ONE_DIRECTIONAL``); None: the method's default
+    (``contrastlab.methods.SYMMETRIC``: one-directional for MoCo v2 and symmetric for BYOL, each
+    as published); a run's ``config.json`` stores the value used. ``predictor_lr_scale``
+    (BYOL): the predictor's learning rate as a multiple of the schedule's (SimSiam's faster
+    predictor); 1 = the same as the rest. ``bn_groups`` (MoCo): shuffle BN on one device,
+    BatchNorm statistics over ``batch_size / bn_groups`` images with the keys' groups drawn at
+    random (He et al. 2020, §3.3); 1 = over the whole batch."""
 
     name: str = "simclr"
     queue_size: int = 4096
@@ -163,10 +178,14 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser and schedule: linear warmup then cosine to ``final_lr_frac·lr``. ``lr``: None
-    (default) = the method's (``contrastlab.methods.DEFAULT_LR``: 1.2e-2 for SupCon, else 4e-3,
-    tuned for AdamW on Fashion-MNIST; set it for SGD or LARS); a run's ``config.json`` stores
-    the value used."""
+    """Optimiser and schedule: linear warmup, then cosine decay to ``final_lr_frac`` × lr.
+    ``name``: adamw, sgd or lars (SimCLR/BYOL style; biases and norms excluded from weight decay
+    and the adaptation). ``lr``: None (default) = the method's
+    (``contrastlab.methods.DEFAULT_LR``: 1.2e-2 for SupCon, else 4e-3, tuned for AdamW on
+    Fashion-MNIST; set it for SGD or LARS); a run's ``config.json`` stores the value used.
+    ``weight_decay`` (not on biases and norms);
+    ``momentum`` and ``nesterov`` (SGD, LARS); ``warmup_epochs``: the linear warmup's length,
+    in epochs' worth of optimiser steps (fractions allowed), also on a wall-clock budget."""
 
     name: str = "adamw"
     lr: float | None = None
@@ -193,7 +212,13 @@ class TrainConfig:
     backbone's BatchNorm running statistics are recomputed over this many unaugmented training
     images at their own size (PreciseBN, Wu & Johnson 2021), so that they describe the images
     the encoder is evaluated on; 0 = off; None (default) = 10,000 when the training views are
-    resized to another side than the images' (``data.view_size``), else 0."""
+    resized to another side than the images' (``data.view_size``), else 0. ``seed`` seeds the
+    model, the views and the data order. ``device``: "auto" (CUDA if available, else CPU),
+    "cpu", "cuda", "cuda:1", ... ``channels_last``: convolutions in the channels-last memory
+    format. ``threads``: torch's CPU threads (None = torch's default). ``out``: the run
+    directory (None = runs/METHOD-DATASET-TIME). ``checkpoint_every``: epochs between
+    checkpoints (the last epoch and Ctrl-C always write one). ``deterministic``: deterministic
+    algorithms (for bitwise resume checks; slower). ``quiet``: no progress bars."""
 
     epochs: int | None = None
     max_time: float | None = None
@@ -214,7 +239,12 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation: weighted kNN (Wu et al.) and the linear probe on frozen features."""
+    """Evaluation: weighted kNN (Wu et al.) and the linear probe on frozen features (SPEC §9).
+    ``knn_k`` neighbours with vote weights exp(s / ``knn_t``) on cosine similarity s. The probe:
+    ``linear_epochs`` epochs of AdamW at ``linear_lr`` with ``linear_weight_decay``, minibatches
+    of ``linear_batch_size``, cosine decay, on standardised features. ``untrained_baseline``: also
+    evaluate the encoder as initialised. ``save_embeddings``: write the test set's features and
+    labels as ``.npy`` in the run directory."""
 
     knn_k: int = 200
     knn_t: float = 0.1

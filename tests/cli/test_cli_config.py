@@ -136,3 +136,25 @@ def test_openmp_wait_defaults_respect_the_user() -> None:
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["None", "False"], out.stderr
+
+
+def test_every_config_key_is_described_and_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each key is named in its section's docstring, which ``contrastlab config --keys`` prints
+    above the section's keys with their types and defaults."""
+    import dataclasses
+    import inspect
+
+    assert main(["config", "--keys"]) == 0
+    out = capsys.readouterr().out
+    for section in dataclasses.fields(Config):
+        obj = getattr(Config(), section.name)
+        doc = inspect.getdoc(type(obj)) or ""
+        undocumented = [f.name for f in dataclasses.fields(obj) if f"``{f.name}``" not in doc]
+        assert not undocumented, f"[{section.name}] docstring does not describe {undocumented}"
+        assert f"[{section.name}]" in out
+        for f in dataclasses.fields(obj):
+            line = next(
+                x for x in out.splitlines() if x.split()[:1] == [f"{section.name}.{f.name}"]
+            )
+            assert line.endswith(f"default {getattr(obj, f.name)!r}"), line
+    assert "data.rotate" in out and "float | None" in out
