@@ -102,7 +102,7 @@ def augment_view(
         boxes,
         flip,
         size,
-        padding="zeros" if spec.translate > 0 or spec.rotate > 0 else "border",
+        padding="zeros" if spec.translate > 0 else "border",
         angle=angle,
     )  # a new tensor: the ops below may work in place
 

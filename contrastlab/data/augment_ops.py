@@ -150,8 +150,9 @@ def resized_crop(
         angle: optional (B,) angles in degrees: the content of each view is turned by that
             angle about the box's centre, counter-clockwise as displayed (row 0 at the top),
             then mirrored where ``flip``; the box is rigidly rotated in pixel space, so its
-            corners can reach outside the image (use ``padding="zeros"`` for black there).
-            None (or all zeros) is no rotation.
+            corners can reach outside the image, and the view is black where they do. With
+            "border" only the samples within the image read the repeated edge pixels, so a
+            near-zero angle gives the unrotated view. None is no rotation.
 
     Returns:
         float (B, C, H', W').
@@ -183,13 +184,16 @@ def resized_crop(
         dy = h.view(b, 1, 1) * base_y.view(1, out_h, 1)  # 2 dy
         grid[:, 0].copy_((cos * dx - sin * dy) / width + centre_x)
         grid[:, 1].copy_((sin * dx + cos * dy) / height + centre_y)
-    return torch.nn.functional.grid_sample(
+    out = torch.nn.functional.grid_sample(
         images,
         grid.permute(0, 2, 3, 1),
         mode="bilinear",
         padding_mode=padding,
         align_corners=False,
     )
+    if angle is not None and padding == "border":  # black where the turned box leaves the image
+        out.mul_((grid.abs() <= 1.0).all(dim=1, keepdim=True).to(images.dtype))
+    return out
 
 
 def grayscale(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,8 +22,9 @@ def _full_boxes(b: int, height: int, width: int) -> torch.Tensor:
     return torch.tensor([[0.0, 0.0, float(height), float(width)]]).repeat(b, 1)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "border"])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 16, 16)])
-def test_quarter_turns_equal_rot90(shape: tuple[int, int, int]) -> None:
+def test_quarter_turns_equal_rot90(shape: tuple[int, int, int], padding: str) -> None:
     """+90 degrees is torch.rot90 (counter-clockwise as displayed), -90 and 180 likewise."""
     x = torch.rand(4, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     side = shape[1]
@@ -33,7 +34,7 @@ def test_quarter_turns_equal_rot90(shape: tuple[int, int, int]) -> None:
         _full_boxes(4, side, side),
         torch.zeros(4, dtype=torch.bool),
         (side, side),
-        padding="zeros",
+        padding=padding,
         angle=angle,
     )
     expected = [
@@ -46,14 +47,24 @@ def test_quarter_turns_equal_rot90(shape: tuple[int, int, int]) -> None:
         torch.testing.assert_close(got, want, atol=1e-9, rtol=0)
 
 
-def test_angle_zero_is_the_unrotated_crop() -> None:
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_angle_zero_is_the_unrotated_crop(padding: str) -> None:
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(8, 1, 28, 28, generator=g)
-    boxes = ops.sample_crop_boxes(8, 28, 28, (0.2, 1.0), (3 / 4, 4 / 3), g)
-    flip = torch.rand(8, generator=g) < 0.5
-    plain = ops.resized_crop(x, boxes, flip, (20, 20), padding="zeros")
-    zero = ops.resized_crop(x, boxes, flip, (20, 20), padding="zeros", angle=torch.zeros(8))
+    x = torch.rand(64, 1, 28, 28, generator=g)
+    boxes = ops.sample_crop_boxes(64, 28, 28, (0.2, 1.0), (3 / 4, 4 / 3), g)
+    flip = torch.rand(64, generator=g) < 0.5
+    plain = ops.resized_crop(x, boxes, flip, (20, 20), padding=padding)
+    zero = ops.resized_crop(x, boxes, flip, (20, 20), padding=padding, angle=torch.zeros(64))
     torch.testing.assert_close(zero, plain, atol=1e-5, rtol=0)  # float32 rounding of the grid
+
+
+def test_a_tiny_rotation_does_not_darken_the_edges_of_crops() -> None:
+    """Crops that reach the image's border sample its edge pixels; a near-zero angle must
+    not mix black into them (only the samples outside the image are black)."""
+    ones = torch.ones(256, 1, 28, 28)
+    spec = replace(PLAIN, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), rotate=0.001)
+    view = augment_view(ones, spec, (20, 20), torch.Generator().manual_seed(6))
+    assert view.min() > 1.0 - 1e-5
 
 
 def _spot(
