@@ -111,11 +111,16 @@ class Method(nn.Module):
     temperature_lr: float | None = None
 
     def extra_parameter_groups(self) -> list[dict[str, object]]:
-        """Parameter groups with their own settings: a learnable τ (no weight decay, own lr)."""
+        """Parameter groups with their own settings: a learnable τ (no weight decay, own lr, and
+        outside LARS's trust ratio, like every other scalar and norm parameter)."""
         policy = self.temperature
         if not isinstance(policy, Learnable):
             return []
-        group: dict[str, object] = {"params": [policy.log_scale], "weight_decay": 0.0}
+        group: dict[str, object] = {
+            "params": [policy.log_scale],
+            "weight_decay": 0.0,
+            "lars_exclude": True,
+        }
         if self.temperature_lr is not None:
             group["lr"] = self.temperature_lr
         return [group]

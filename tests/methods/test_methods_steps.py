@@ -128,6 +128,7 @@ def test_learnable_temperature_gets_its_own_group_and_gradient(batch) -> None:
     method = build_method(cfg, in_channels=1)
     groups = method.extra_parameter_groups()
     assert len(groups) == 1 and groups[0]["lr"] == 0.01 and groups[0]["weight_decay"] == 0.0
+    assert groups[0]["lars_exclude"] is True  # a scalar: no layer-wise trust ratio under LARS
     out = method.training_step(aug(images, seed=0), labels, step=0, progress=0.0)
     out.loss.backward()
     assert method.temperature is not None
