@@ -132,7 +132,7 @@ def keys_text(width: int = 100) -> str:
     lines: list[str] = []
     for section in dataclasses.fields(Config):
         obj = getattr(Config(), section.name)
-        doc = " ".join((inspect.getdoc(type(obj)) or "").split())
+        doc = " ".join((inspect.getdoc(type(obj)) or "").replace("``", "").split())
         lines += ["", f"[{section.name}]", *textwrap.wrap(doc, width)]
         hints = typing.get_type_hints(type(obj))
         rows = [
@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_show.add_argument(
         "--keys",
         action="store_true",
-        help="list every config key (section.key) with its type, default and meaning, and exit",
+        help="list every config key (section.key) with its type, default and meaning, and exit "
+        "(the other options are ignored)",
     )
     try:
         from contrastlab.analysis.cli import add_analysis_commands

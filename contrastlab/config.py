@@ -59,10 +59,11 @@ class DataConfig:
     images, so a smaller ``view_size`` trains on cheaper views and tests at a higher resolution
     (Touvron et al. 2019, "Fixing the train-test resolution discrepancy"). ``dataset`` names a
     dataset of ``contrastlab.data.load_dataset``; ``data_dir`` is the folder holding its
-    official files (None = the cache ``$CONTRASTLAB_DATA``, then the Debian package for
-    Fashion-MNIST); ``download`` fetches missing files; ``batch_size`` is the source images per
-    step (each gives ``views`` views); ``train_subset`` keeps a seeded random subset of this many
-    training images, for training and as the evaluation's kNN bank and probe set (None = all)."""
+    official files (None = the cache, ``$CONTRASTLAB_DATA`` or else ``~/.cache/contrastlab``,
+    then the Debian package for Fashion-MNIST); ``download`` fetches missing files;
+    ``batch_size`` is the source images per step (each gives ``views`` views); ``train_subset``
+    keeps a seeded random subset of this many training images, for training and as the
+    evaluation's kNN bank and probe set (None = all)."""
 
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -130,7 +131,8 @@ class LossConfig:
     variant (c in [0, 1); None = the plain one). ``top_k`` / ``alpha`` (hard_nt_xent,
     hard_simple; exactly one): keep the ``top_k`` most similar negatives, or the fraction
     ``alpha`` of them (Wang & Liu's upper-α quantile). ``lam`` (simple, hard_simple): the
-    negatives' weight λ (None = 1 / the number of negatives). ``variant`` (supcon): "out"
+    negatives' weight λ (None = 1 / the number of negatives, of those kept for hard_simple).
+    ``variant`` (supcon): "out"
     (L_out) or "in" (L_in). ``temperature_lr``: the learning rate of a learnable τ (None = the
     main one)."""
 
@@ -217,8 +219,9 @@ class TrainConfig:
     "cpu", "cuda", "cuda:1", ... ``channels_last``: convolutions in the channels-last memory
     format. ``threads``: torch's CPU threads (None = torch's default). ``out``: the run
     directory (None = runs/METHOD-DATASET-TIME). ``checkpoint_every``: epochs between
-    checkpoints (the last epoch and Ctrl-C always write one). ``deterministic``: deterministic
-    algorithms (for bitwise resume checks; slower). ``quiet``: no progress bars."""
+    checkpoints, >= 1 (the last epoch and Ctrl-C always write one). ``deterministic``: torch's
+    deterministic algorithms, for bitwise resume checks (slower; an op without a deterministic
+    version only warns). ``quiet``: no progress bars and no per-epoch lines on the console."""
 
     epochs: int | None = None
     max_time: float | None = None
@@ -239,12 +242,14 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation: weighted kNN (Wu et al.) and the linear probe on frozen features (SPEC §9).
+    """Evaluation: weighted kNN (Wu et al. 2018) and the linear probe on frozen features.
     ``knn_k`` neighbours with vote weights exp(s / ``knn_t``) on cosine similarity s. The probe:
     ``linear_epochs`` epochs of AdamW at ``linear_lr`` with ``linear_weight_decay``, minibatches
     of ``linear_batch_size``, cosine decay, on standardised features. ``untrained_baseline``: also
-    evaluate the encoder as initialised. ``save_embeddings``: write the test set's features and
-    labels as ``.npy`` in the run directory."""
+    evaluate the encoder as initialised. ``save_embeddings``: write ``.npy`` files in the run
+    directory: the test set's projections of two views (``test_projections.npy``) and, for
+    labelled data, its backbone features and labels (``test_features.npy``,
+    ``test_labels.npy``)."""
 
     knn_k: int = 200
     knn_t: float = 0.1

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from contrastlab.config import Config
+from contrastlab.config import Config, ConfigError
 from contrastlab.data import ImageDataset, load_dataset
 from contrastlab.engine.evaluate import normalizer
 from contrastlab.eval import KNNMonitor, bf16_enabled
@@ -57,6 +57,10 @@ def default_run_dir(cfg: Config) -> Path:
 
 def prepare_run(cfg: Config) -> tuple[ImageDataset, ImageDataset, torch.device]:
     """Threads, determinism, datasets on the device."""
+    if cfg.train.checkpoint_every < 1:
+        raise ConfigError(
+            f"train.checkpoint_every must be >= 1 (epochs), got {cfg.train.checkpoint_every}"
+        )
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.deterministic:

@@ -127,6 +127,10 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
     curve = cfg.data.solarize_curve
     if curve is not None and not 0.0 <= curve <= 1.0:
         raise ConfigError(f"data.solarize_curve must be in [0, 1], got {curve}")
+    if cfg.data.translate is not None and not 0.0 <= cfg.data.translate <= 0.5:
+        raise ConfigError(f"data.translate must be in [0, 0.5], got {cfg.data.translate}")
+    if cfg.data.rotate is not None and not 0.0 <= cfg.data.rotate <= 180.0:
+        raise ConfigError(f"data.rotate must be in [0, 180] degrees, got {cfg.data.rotate}")
     return augment_for(
         dataset,
         preset_of(cfg, dataset, method),

@@ -94,7 +94,9 @@ def _votes(
     # One similarity block reused across chunks: a (1024, 60000) float block is 245 MB, and a
     # new one per chunk was alive beside the previous one (kNN of 10k × 60k 1024-d features:
     # peak resident memory 1,008 MB against 1,242 MB, 2 threads, AVX2 EPYC).
-    block = torch.empty(min(chunk, test_feats.shape[0]), bank.shape[0], device=bank.device)
+    block = torch.empty(
+        min(chunk, test_feats.shape[0]), bank.shape[0], device=bank.device, dtype=bank.dtype
+    )
     for start in range(0, test_feats.shape[0], chunk):
         q = F.normalize(test_feats[start : start + chunk].to(bank.device).float(), dim=1)
         sim = torch.mm(q, bank.T, out=block[: q.shape[0]])  # (m, N)

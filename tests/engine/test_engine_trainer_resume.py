@@ -321,17 +321,23 @@ def test_a_new_run_in_an_old_directory_starts_its_logs_anew(tmp_path: Path) -> N
 
 def test_view_overrides_reach_the_training_views() -> None:
     """``data.solarize_p``, ``data.solarize_spread``, ``data.solarize_curve``, ``data.erase_p``,
-    ``data.translate``, ``data.rotate`` and ``data.crop_min`` replace the preset's values in every training view; an out-of-range
-    value names its key."""
+    ``data.translate``, ``data.rotate`` and ``data.crop_min`` replace the preset's values in every
+    training view; an out-of-range value names its key (and so does ``train.checkpoint_every=0``)."""
     from types import SimpleNamespace
 
     from contrastlab.config import ConfigError
+    from contrastlab.engine.setup import prepare_run
     from contrastlab.engine.trainer import augment_of
 
     dataset = SimpleNamespace(name="fashion-mnist", mean=(0.29,), std=(0.35,))
     unsupervised = SimpleNamespace(needs_labels=False)
-    keys = ("data.solarize_p=0.2", "data.erase_p=0.3", "data.translate=0.1", "data.rotate=12.5",
-            "data.crop_min=0.4")
+    keys = (
+        "data.solarize_p=0.2",
+        "data.erase_p=0.3",
+        "data.translate=0.1",
+        "data.rotate=12.5",
+        "data.crop_min=0.4",
+    )
     cfg = apply_overrides(Config(), [*keys, "data.solarize_spread=0.25", "data.solarize_curve=0.5"])
     aug = augment_of(cfg, dataset, unsupervised)  # type: ignore[arg-type]
     assert aug.size == (20, 20)  # the grayscale preset's views
@@ -342,8 +348,10 @@ def test_view_overrides_reach_the_training_views() -> None:
     for bad in ("data.solarize_spread=0.6", "data.solarize_curve=1.5"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             augment_of(apply_overrides(Config(), [bad]), dataset, unsupervised)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="train.checkpoint_every"):
+        prepare_run(apply_overrides(Config(), ["train.checkpoint_every=0"]))
     for bad in ("data.rotate=200", "data.translate=0.7"):
-        with pytest.raises(ValueError, match=bad.split("=")[0].removeprefix("data.")):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
             augment_of(apply_overrides(Config(), [bad]), dataset, unsupervised)  # type: ignore[arg-type]
     plain = augment_of(Config(), dataset, unsupervised)  # type: ignore[arg-type]
     assert all(s.solarize_p == 0.5 and s.erase_p == 0.0 for s in plain.specs)  # the preset's
