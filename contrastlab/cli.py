@@ -130,8 +130,9 @@ def keys_text(width: int = 100) -> str:
     """Every config key as ``section.key  type  default``, under its section's description (the
     section dataclass's docstring, which explains the keys): ``contrastlab config --keys``."""
     lines: list[str] = []
+    defaults = Config()
     for section in dataclasses.fields(Config):
-        obj = getattr(Config(), section.name)
+        obj = getattr(defaults, section.name)
         doc = " ".join((inspect.getdoc(type(obj)) or "").replace("``", "").split())
         lines += ["", f"[{section.name}]", *textwrap.wrap(doc, width)]
         hints = typing.get_type_hints(type(obj))

@@ -132,9 +132,8 @@ class LossConfig:
     hard_simple; exactly one): keep the ``top_k`` most similar negatives, or the fraction
     ``alpha`` of them (Wang & Liu's upper-α quantile). ``lam`` (simple, hard_simple): the
     negatives' weight λ (None = 1 / the number of negatives, of those kept for hard_simple).
-    ``variant`` (supcon): "out"
-    (L_out) or "in" (L_in). ``temperature_lr``: the learning rate of a learnable τ (None = the
-    main one)."""
+    ``variant`` (supcon): "out" (L_out) or "in" (L_in). ``temperature_lr``: the learning rate of
+    a learnable τ (None = the main one)."""
 
     name: str = "auto"
     policy: str = "fixed"
@@ -185,9 +184,9 @@ class OptimConfig:
     and the adaptation). ``lr``: None (default) = the method's
     (``contrastlab.methods.DEFAULT_LR``: 1.2e-2 for SupCon, else 4e-3, tuned for AdamW on
     Fashion-MNIST; set it for SGD or LARS); a run's ``config.json`` stores the value used.
-    ``weight_decay`` (not on biases and norms);
-    ``momentum`` and ``nesterov`` (SGD, LARS); ``warmup_epochs``: the linear warmup's length,
-    in epochs' worth of optimiser steps (fractions allowed), also on a wall-clock budget."""
+    ``weight_decay`` (not on biases and norms); ``momentum`` and ``nesterov`` (SGD, LARS);
+    ``warmup_epochs``: the linear warmup's length, in epochs' worth of optimiser steps
+    (fractions allowed), also on a wall-clock budget."""
 
     name: str = "adamw"
     lr: float | None = None
