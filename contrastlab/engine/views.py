@@ -114,6 +114,11 @@ def with_named_views(cfg: Config) -> Config:
     )
 
 
+#: the ``cfg.data`` keys passed to the views under the same name (their range errors are
+#: reported as config errors naming ``data.KEY``).
+_DATA_KEYS = ("crop_min", "erase_p", "translate", "rotate", "solarize_p", "solarize_curve")
+
+
 def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewAugment:
     """The training views of ``cfg.data`` for ``dataset``: the preset of :func:`preset_of`, at
     ``cfg.data.view_size`` (None: the preset's view size, else the images' size)."""
@@ -124,27 +129,26 @@ def augment_of(cfg: Config, dataset: ImageDataset, method: Method) -> MultiViewA
     spread = cfg.data.solarize_spread
     if spread is not None and not 0.0 <= spread <= 0.5:
         raise ConfigError(f"data.solarize_spread must be in [0, 0.5], got {spread}")
-    curve = cfg.data.solarize_curve
-    if curve is not None and not 0.0 <= curve <= 1.0:
-        raise ConfigError(f"data.solarize_curve must be in [0, 1], got {curve}")
-    if cfg.data.translate is not None and not 0.0 <= cfg.data.translate <= 0.5:
-        raise ConfigError(f"data.translate must be in [0, 0.5], got {cfg.data.translate}")
-    if cfg.data.rotate is not None and not 0.0 <= cfg.data.rotate <= 180.0:
-        raise ConfigError(f"data.rotate must be in [0, 180] degrees, got {cfg.data.rotate}")
-    return augment_for(
-        dataset,
-        preset_of(cfg, dataset, method),
-        views=cfg.data.views,
-        size=cfg.data.view_size,
-        channels_last=cfg.train.channels_last,
-        crop_min=cfg.data.crop_min,
-        erase_p=cfg.data.erase_p,
-        translate=cfg.data.translate,
-        rotate=cfg.data.rotate,
-        solarize_p=cfg.data.solarize_p,
-        solarize_threshold=None if spread is None else (0.5 - spread, 0.5 + spread),
-        solarize_curve=curve,
-    )
+    try:
+        return augment_for(
+            dataset,
+            preset_of(cfg, dataset, method),
+            views=cfg.data.views,
+            size=cfg.data.view_size,
+            channels_last=cfg.train.channels_last,
+            crop_min=cfg.data.crop_min,
+            erase_p=cfg.data.erase_p,
+            translate=cfg.data.translate,
+            rotate=cfg.data.rotate,
+            solarize_p=cfg.data.solarize_p,
+            solarize_threshold=None if spread is None else (0.5 - spread, 0.5 + spread),
+            solarize_curve=cfg.data.solarize_curve,
+        )
+    except ValueError as exc:  # ViewSpec / make_augment check the ranges and name the field
+        field = str(exc).split(" ", 1)[0]
+        if field in _DATA_KEYS:
+            raise ConfigError(f"data.{exc}") from exc
+        raise
 
 
 def with_resolved_views(
