@@ -24,17 +24,23 @@ def default_normalize(x: Tensor) -> Tensor:
 def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     """Whether bf16 autocast is expected to speed up convolutions on ``device``.
 
-    On CPU this needs native bf16 instructions (AVX512-BF16 / AMX); on AVX2-only CPUs oneDNN
-    emulates bf16 and a small CNN runs ~10× slower than in fp32 (measured on a Zen-3 EPYC).
+    On CPU this needs native bf16 instructions (AVX512-BF16 or AMX) as well as oneDNN's bf16
+    support. oneDNN alone is not enough: it reports bf16 support on every AVX-512 CPU (Skylake to
+    Ice Lake Xeons included), where it emulates bf16, and on AVX2-only CPUs the emulation makes
+    a small CNN ~10× slower than in fp32 (measured on a Zen-3 EPYC).
     """
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if dev.type == "cpu":
         try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            native = bool(
+                torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+            )
         except (AttributeError, RuntimeError):
             return False
+        return onednn and native
     return False
 
 
@@ -95,7 +101,7 @@ def extract_features(
         channels_last: convert each batch to channels_last memory format (faster convolutions).
 
     Returns:
-        float32 (N, F) on the CPU.
+        float32 (N, F) on the CPU; (0, F) for no images.
 
     Raises:
         ValueError: if ``images`` is not a 4-D uint8 tensor, ``batch_size`` < 1, or the encoder
@@ -110,7 +116,8 @@ def extract_features(
     dev = torch.device(device)
     chunks: list[Tensor] = []
     with eval_mode(encoder), torch.inference_mode(), autocast(dev, amp):
-        for start in range(0, images.shape[0], batch_size):
+        # No images still make one (empty) batch, so that the result is (0, F), not (0, 0).
+        for start in range(0, max(images.shape[0], 1), batch_size):
             x = normalize_fn(images[start : start + batch_size].to(dev, non_blocking=True))
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -120,6 +127,4 @@ def extract_features(
                     f"encoder must return (B, F) with B={x.shape[0]}, got {tuple(f.shape)}"
                 )
             chunks.append(f.float().cpu())
-    if not chunks:
-        return torch.empty(0, 0)
     return torch.cat(chunks)

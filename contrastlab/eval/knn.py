@@ -133,7 +133,7 @@ def knn_accuracy(
     num_classes: int | None = None,
     chunk: int = 1024,
 ) -> float:
-    """Weighted-kNN top-1 accuracy in percent.
+    """Weighted-kNN top-1 accuracy in percent (NaN for an empty test set, M = 0).
 
     Raises:
         ValueError: as ``knn_scores``, or if ``test_labels`` is not (M,).
@@ -143,6 +143,7 @@ def knn_accuracy(
             f"test_labels must be ({test_feats.shape[0]},), got {tuple(test_labels.shape)}"
         )
     if num_classes is None:
-        num_classes = int(max(int(train_labels.max()), int(test_labels.max()))) + 1
+        top = int(test_labels.max()) if test_labels.numel() else 0
+        num_classes = max(int(train_labels.max()), top) + 1
     pred = knn_classify(train_feats, train_labels, test_feats, k, t, num_classes, chunk)
     return 100.0 * (pred.cpu() == test_labels.cpu()).float().mean().item()

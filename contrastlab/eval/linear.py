@@ -90,6 +90,7 @@ def linear_probe(
         epochs, lr, weight_decay, batch_size: optimisation settings.
         standardize: subtract the train mean and divide by the train std per feature.
         seed: seeds the classifier init and the minibatch order (the global RNG is untouched).
+            The probe trains even when called under ``torch.inference_mode``.
         num_classes: inferred from the labels when None.
         amp: bf16 training steps: True, False, or None (default) where bf16 is native
             (``bf16_is_fast``), since emulated bf16 is slower than fp32.
@@ -98,7 +99,8 @@ def linear_probe(
         ``LinearProbeResult`` with train and test top-1 in percent.
 
     Raises:
-        ValueError: on mismatched shapes or non-positive ``epochs``/``batch_size``/``lr``.
+        ValueError: on mismatched shapes, non-positive ``epochs``/``batch_size``/``lr``, or
+            labels outside [0, ``num_classes``).
     """
     if train_feats.dim() != 2 or train_feats.shape[0] == 0:
         raise ValueError(f"train_feats must be non-empty (N, F), got {tuple(train_feats.shape)}")
@@ -115,13 +117,54 @@ def linear_probe(
         raise ValueError(
             f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}"
         )
-    x_tr = train_feats.detach().float().cpu()
-    x_te = test_feats.detach().float().cpu()
     y_tr = train_labels.detach().long().cpu()
     y_te = test_labels.detach().long().cpu()
     c = num_classes
     if c is None:
         c = int(max(int(y_tr.max()), int(y_te.max()) if y_te.numel() else 0)) + 1
+    for name, y in (("train_labels", y_tr), ("test_labels", y_te)):
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= c):
+            raise ValueError(
+                f"{name} must lie in [0, num_classes={c}), got values in "
+                f"[{int(y.min())}, {int(y.max())}]"
+            )
+    # Outside inference mode even if the caller is in it: the classifier needs autograd.
+    with torch.inference_mode(False):
+        return _train_probe(
+            train_feats,
+            y_tr,
+            test_feats,
+            y_te,
+            c,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            standardize=standardize,
+            seed=seed,
+            amp=amp,
+        )
+
+
+def _train_probe(
+    train_feats: Tensor,
+    y_tr: Tensor,
+    test_feats: Tensor,
+    y_te: Tensor,
+    c: int,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    standardize: bool,
+    seed: int,
+    amp: bool | None,
+) -> LinearProbeResult:
+    """``linear_probe``'s training, on validated (N,) / (M,) long CPU labels with ``c`` classes."""
+    n, d = train_feats.shape
+    x_tr = train_feats.detach().float().cpu()
+    x_te = test_feats.detach().float().cpu()
     if standardize:
         mean = x_tr.mean(0)
         std = (x_tr - mean).square_().mean(0).sqrt_().clamp_min_(1e-6)
@@ -131,7 +174,7 @@ def linear_probe(
     x_te = (x_te - mean).div_(std)
 
     gen = torch.Generator().manual_seed(seed)
-    clf = nn.Linear(d, c)
+    clf = torch.nn.utils.skip_init(nn.Linear, d, c)  # initialised below, from ``gen`` only
     with torch.no_grad():
         bound = 1.0 / math.sqrt(d)
         clf.weight.uniform_(-bound, bound, generator=gen)
@@ -182,17 +225,32 @@ def linear_probe(
     )
 
 
+def _tensors(module: nn.Module) -> dict[str, Tensor]:
+    """Every parameter and buffer by name, the non-persistent buffers included."""
+    found = dict(module.named_parameters(remove_duplicate=False))
+    found.update(module.named_buffers(remove_duplicate=False))
+    return found
+
+
 def snapshot_state(module: nn.Module) -> dict[str, Tensor]:
-    """Detached clones of every parameter and buffer (``state_dict`` with keep_vars)."""
-    return {k: v.detach().clone() for k, v in module.state_dict(keep_vars=True).items()}
+    """Detached clones of every parameter and buffer, also those ``state_dict`` leaves out."""
+    return {k: v.detach().clone() for k, v in _tensors(module).items()}
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Exact equality in which a NaN equals a NaN in the same place."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(torch.isclose(a, b, rtol=0.0, atol=0.0, equal_nan=True).all())
+    return torch.equal(a, b)
 
 
 def _changed(before: dict[str, Tensor], module: nn.Module) -> list[str]:
-    after = module.state_dict(keep_vars=True)
+    after = _tensors(module)
     names = sorted(set(before) ^ set(after))
     for k in before.keys() & after.keys():
-        a, b = before[k], after[k].detach()
-        if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b.to(a.device)):
+        if not _same(before[k], after[k].detach().to(before[k].device)):
             names.append(k)
     return sorted(names)
 

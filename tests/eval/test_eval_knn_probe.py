@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from contrastlab.eval import (
     KNNMonitor,
+    bf16_is_fast,
     extract_features,
     knn_accuracy,
     knn_classify,
@@ -231,3 +232,70 @@ def test_knn_monitor_fixed_subset() -> None:
     acc = mon(enc)
     assert 0.0 <= acc <= 100.0
     assert mon(enc) == acc
+
+
+def test_linear_probe_leaves_the_global_rng_alone() -> None:
+    xtr, ytr = _clusters(10, 2, 4, 0)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    linear_probe(xtr, ytr, xtr, ytr, epochs=1)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_linear_probe_label_range_errors_name_the_argument() -> None:
+    xtr, ytr = _clusters(10, 2, 4, 0)
+    with pytest.raises(ValueError, match=r"train_labels must lie in \[0, num_classes=2\)"):
+        linear_probe(xtr, ytr + 5, xtr, ytr, epochs=1, num_classes=2)
+    with pytest.raises(ValueError, match="test_labels must lie in"):
+        linear_probe(xtr, ytr, xtr, ytr - 1, epochs=1)
+
+
+def test_linear_probe_trains_under_inference_mode() -> None:
+    xtr, ytr = _clusters(20, 3, 5, 0)
+    with torch.inference_mode():
+        res = linear_probe(xtr, ytr, xtr, ytr, epochs=5, batch_size=8, seed=1)
+    plain = linear_probe(xtr, ytr, xtr, ytr, epochs=5, batch_size=8, seed=1)
+    assert torch.equal(res.classifier.weight, plain.classifier.weight)
+    assert res.test_top1 == plain.test_top1 > 90.0
+
+
+class _BufferMutatingEncoder(_Encoder):
+    """Changes a non-persistent buffer, which ``state_dict`` does not hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        return super().forward(x)
+
+
+def test_linear_probe_on_encoder_checks_non_persistent_buffers_and_tolerates_nan() -> None:
+    tr, ytr = _images(16, 0)
+    with pytest.raises(RuntimeError, match=r"changed the frozen encoder.*calls"):
+        linear_probe_on_encoder(_BufferMutatingEncoder(), tr, ytr, tr, ytr, epochs=1)
+    enc = _Encoder()
+    enc.bn.running_var[0] = float("nan")  # a NaN that nothing changes is not a change
+    linear_probe_on_encoder(enc, tr, ytr, tr, ytr, epochs=1)
+
+
+def test_knn_accuracy_of_an_empty_test_set_is_nan() -> None:
+    x, y = _clusters(5, 2, 3, 0)
+    acc = knn_accuracy(x, y, x[:0], y[:0], k=3)
+    assert math.isnan(acc)
+
+
+def test_bf16_is_fast_needs_the_cpus_own_bf16_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
+    # oneDNN reports bf16 support on every AVX-512 CPU, where it emulates bf16 (slowly).
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert bf16_is_fast("cpu") is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert bf16_is_fast("cpu") is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_extract_features_of_no_images_keeps_the_width() -> None:
+    imgs, _ = _images(4, 0)
+    assert extract_features(_Encoder(), imgs[:0], amp=False).shape == (0, 4)
