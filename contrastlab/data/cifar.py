@@ -56,14 +56,13 @@ def unpickle(path: Path) -> dict[bytes, Any]:
 
     Raises:
         ValueError: naming the file, if it is truncated, corrupt or not a dict.
+        OSError: if the file cannot be read (missing, no permission, a folder).
     """
-    try:
-        with open(path, "rb") as handle:
+    with open(path, "rb") as handle:  # a missing or unreadable file raises its own OSError
+        try:
             obj = _BatchUnpickler(handle, encoding="bytes").load()
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # pickle raises many types on bad input
-        raise ValueError(f"{path}: corrupt or truncated CIFAR batch ({err!r})") from err
+        except Exception as err:  # pickle raises many types on bad input
+            raise ValueError(f"{path}: corrupt or truncated CIFAR batch ({err!r})") from err
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return obj

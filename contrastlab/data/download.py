@@ -11,12 +11,15 @@ import hashlib
 import http.client
 import os
 import shutil
+import ssl
 import sys
 import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -83,7 +86,39 @@ def _fetch(url: str, target: Path, timeout: float, quiet: bool) -> None:
                 received += len(block)
                 bar.update(len(block))
         if expected is not None and received != expected:
-            raise http.client.IncompleteRead(b"", expected - received)
+            raise DownloadError(f"{url}: the transfer stopped after {received} of {expected} bytes")
+
+
+def umask_mode(path: Path) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (mode 0600) the mode an ordinary ``open`` would:
+    0666 less the process's umask, so a shared cache stays readable by its other users."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (threads may be making
+    files meanwhile); elsewhere set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Network failures worth another attempt. Other OSErrors (a full disk, no permission to write
+# the cache) are local and are raised at once.
+_TRANSIENT = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+    ssl.SSLError,
+    DownloadError,
+)
 
 
 def download_file(
@@ -105,7 +140,8 @@ def download_file(
         dest: final path. Its folder is created. An existing file is left untouched.
         md5, sha256: expected hex digest (at least one should be given).
         base_url: mirror base URL (overrides ``$CONTRASTLAB_MIRROR``), e.g. a local server.
-        retries: attempts for transient failures (connection errors, dropped transfers).
+        retries: attempts for transient failures (connection errors, dropped transfers); errors
+            of the local file system are not retried.
         timeout: socket timeout in seconds, per attempt.
         backoff: seconds to wait before the second attempt, doubled after each failure.
         quiet: no progress bar (it is also hidden when stderr is not a terminal).
@@ -116,6 +152,7 @@ def download_file(
     Raises:
         ChecksumError: the file arrived but its digest differs (nothing is cached).
         DownloadError: every attempt failed; the message says where to put the file by hand.
+        OSError: writing the file failed locally (no space, no permission); not retried.
     """
     dest = Path(dest)
     if dest.is_file():
@@ -130,21 +167,25 @@ def download_file(
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            _fetch(source, tmp, timeout, quiet)
+            try:
+                _fetch(source, tmp, timeout, quiet)
+            except urllib.error.HTTPError as err:
+                last_error = err
+                if 400 <= err.code < 500:
+                    break
+                continue
+            except _TRANSIENT as err:
+                last_error = err
+                continue
             for algorithm, expected in (("md5", md5), ("sha256", sha256)):
                 if expected is not None and file_digest(tmp, algorithm) != expected.lower():
                     raise ChecksumError(
                         f"{source}: {algorithm} checksum mismatch (expected {expected}); "
                         f"the download was discarded and nothing was written to {dest}"
                     )
+            umask_mode(tmp)
             os.replace(tmp, dest)
             return dest
-        except urllib.error.HTTPError as err:
-            last_error = err
-            if 400 <= err.code < 500:
-                break
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-            last_error = err
         finally:
             tmp.unlink(missing_ok=True)
     raise DownloadError(
@@ -157,8 +198,11 @@ def extract_tar(archive: Path, dest_dir: Path, member_root: str) -> Path:
     """Extract ``archive`` (a .tar/.tar.gz) whose top-level folder is ``member_root``.
 
     The archive is unpacked into a temporary folder inside ``dest_dir`` and ``member_root`` is
-    renamed into place afterwards, so an interrupted extraction leaves nothing half-written.
-    Members with absolute paths, ``..`` or links outside the archive are refused.
+    renamed into place afterwards, so an interrupted extraction leaves nothing half-written; if
+    another process put the folder in place first, its folder is used. Members with absolute
+    paths, ``..`` or links outside the archive are refused (on Pythons without
+    ``tarfile.data_filter``, every link and special file is). The whole compressed stream is
+    read, so a damaged archive fails its gzip/bz2/xz check instead of extracting wrong bytes.
 
     Returns:
         ``dest_dir / member_root``.
@@ -173,12 +217,33 @@ def extract_tar(archive: Path, dest_dir: Path, member_root: str) -> Path:
     try:
         try:
             with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as err:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="data")
+                else:  # Python < 3.10.12 / 3.11.4
+                    tar.extractall(tmp, members=_plain_members(tar, archive))
+                # tarfile stops at the end-of-archive blocks, before the stream's checksum.
+                while tar.fileobj is not None and tar.fileobj.read(1 << 20):
+                    pass
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
             raise ValueError(f"{archive}: corrupt or truncated archive ({err})") from err
         if not (tmp / member_root).is_dir():
             raise ValueError(f"{archive}: archive has no top-level folder {member_root}/")
-        os.replace(tmp / member_root, final)
+        try:
+            os.replace(tmp / member_root, final)
+        except OSError:
+            if not final.is_dir():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _plain_members(tar: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInfo]:
+    """The archive's files and folders, refusing absolute paths, ``..`` and anything else."""
+    for member in tar:
+        parts = Path(member.name).parts
+        if Path(member.name).is_absolute() or ".." in parts:
+            raise tarfile.TarError(f"member {member.name!r} points outside the archive")
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"member {member.name!r} is a link or special file")
+        yield member

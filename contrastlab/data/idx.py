@@ -31,14 +31,15 @@ def read_idx(path: Path) -> np.ndarray:
     Raises:
         ValueError: naming the file, if it is not valid gzip, has a wrong magic number or type,
             or is shorter or longer than its header says.
+        OSError: if the file cannot be read (missing, no permission, a folder).
     """
     path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
+    raw = path.read_bytes()  # a missing or unreadable file raises its own OSError
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: not an IDX file (bad magic number)")
     if raw[2] != _UBYTE:
@@ -70,7 +71,9 @@ def has_idx_split(folder: Path, split: str) -> bool:
     return all(find_idx_file(folder, base) is not None for base in IDX_FILES[split])
 
 
-def load_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def load_idx_split(
+    folder: Path, split: str, num_classes: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Load one split of an MNIST-like dataset from the folder holding its official files.
 
     Returns:
@@ -78,7 +81,8 @@ def load_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
 
     Raises:
         FileNotFoundError: if a file is missing.
-        ValueError: naming the file, if a file is corrupt or images and labels disagree.
+        ValueError: naming the file, if a file is corrupt, images and labels disagree, or a
+            label is ``num_classes`` or more (when given).
     """
     found = []
     for base in IDX_FILES[split]:
@@ -95,6 +99,10 @@ def load_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
         raise ValueError(
             f"{label_path}: {labels.shape} labels do not match {images.shape[0]} images "
             f"in {image_path}"
+        )
+    if num_classes is not None and labels.size and int(labels.max()) >= num_classes:
+        raise ValueError(
+            f"{label_path}: labels must be 0..{num_classes - 1}, found {int(labels.max())}"
         )
     image_tensor = torch.from_numpy(images.copy()).unsqueeze(1)
     return image_tensor, torch.from_numpy(labels.astype(np.int64))

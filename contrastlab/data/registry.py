@@ -47,10 +47,10 @@ def _idx(name: str, classes: tuple[str, ...]) -> Callable[[str, Root, bool], Loa
         roots = search_roots(name, root)
         for folder in roots:
             if has_idx_split(folder, split):
-                return (*load_idx_split(folder, split), classes)
+                return (*load_idx_split(folder, split, len(classes)), classes)
         if not download:
             raise not_found(name, split, roots, "the IDX files")
-        return (*load_idx_split(fetch(name, split, root), split), classes)
+        return (*load_idx_split(fetch(name, split, root), split, len(classes)), classes)
 
     return load
 
@@ -164,8 +164,10 @@ def load_dataset(
         split: "train" or "test"; STL-10 also "unlabeled" and "train+unlabeled"; SVHN
             "extra". For an image folder, ``root/split/`` if it exists, else ``root`` (train).
         root: the folder holding the official files or archive (or its extracted folder, e.g.
-            ``cifar-10-batches-py/``), as torchvision uses it. None searches the cache and,
-            for Fashion-MNIST, the Debian package ``dataset-fashion-mnist``.
+            ``cifar-10-batches-py/``), as torchvision uses it (MNIST and Fashion-MNIST are
+            also found in torchvision's ``root/MNIST/raw`` and ``root/FashionMNIST/raw``). None
+            searches the cache and, for Fashion-MNIST, the Debian package
+            ``dataset-fashion-mnist``.
         download: fetch missing files (checksum-verified) into ``root`` or the cache.
         image_size: image-folder only: resize every image to this (H, W) (int = square).
 

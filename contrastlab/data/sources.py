@@ -133,12 +133,18 @@ def remotes_for(name: str, split: str) -> tuple[Remote, ...]:
     return table.get(split, table.get("all", ()))
 
 
+# Where torchvision keeps the IDX files under its ``root``.
+_TORCHVISION_RAW = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw"}
+
+
 def search_roots(name: str, root: str | Path | None) -> list[Path]:
-    """Folders to look in, in order: ``root`` (and ``root/name``) if given, else the cache
-    (``cache_dir()/name``) and, for Fashion-MNIST, the Debian package's folder."""
+    """Folders to look in, in order: ``root``, ``root/name`` and, for MNIST and Fashion-MNIST,
+    torchvision's ``root/MNIST/raw`` / ``root/FashionMNIST/raw`` if ``root`` is given; else the
+    cache (``cache_dir()/name``) and, for Fashion-MNIST, the Debian package's folder."""
     if root is not None:
         base = Path(root).expanduser()
-        return [base, base / name]
+        extra = [base / _TORCHVISION_RAW[name]] if name in _TORCHVISION_RAW else []
+        return [base, base / name, *extra]
     roots = [cache_dir() / name]
     if name == "fashion-mnist":
         roots.append(DEBIAN_FASHION_MNIST)

@@ -255,3 +255,25 @@ def test_container_validation_and_to() -> None:
         ImageDataset(torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.int64), [], "x")
     with pytest.raises(ValueError, match="int64"):
         ImageDataset(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.zeros(3), [], "x")
+
+
+def test_idx_in_torchvisions_layout_and_label_range(tmp_path: Path, fmt) -> None:
+    arrays = fmt.write_idx_dataset(tmp_path / "FashionMNIST" / "raw")
+    ds = load_dataset("fashion-mnist", "test", root=tmp_path)
+    assert torch.equal(ds.images[:, 0], torch.from_numpy(arrays["test"][0]))
+    fmt.write_idx(tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz",
+                  np.full(len(arrays["test"][1]), 10, np.uint8))
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte.gz: labels must be 0..9"):
+        load_dataset("fashion-mnist", "test", root=tmp_path)
+
+
+def test_unreadable_files_are_not_called_corrupt(tmp_path: Path) -> None:
+    # A file the process cannot read is a local problem, not damage to the data.
+    from contrastlab.data.cifar import unpickle
+    from contrastlab.data.idx import read_idx
+
+    (tmp_path / "folder.gz").mkdir()
+    with pytest.raises(IsADirectoryError):
+        read_idx(tmp_path / "folder.gz")
+    with pytest.raises(IsADirectoryError):
+        unpickle(tmp_path / "folder.gz")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import stat
+import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +16,7 @@ import pytest
 import torch
 
 from contrastlab.data import ChecksumError, DownloadError, download_file, load_dataset, sources
+from contrastlab.data.download import extract_tar
 
 PAYLOAD = bytes(range(256)) * 400  # 100 kB
 
@@ -162,3 +167,98 @@ def test_fashion_mnist_download_into_cache(
     monkeypatch.setenv("CONTRASTLAB_MIRROR", server.url)
     ds = load_dataset("fashion-mnist", "train", download=True)
     assert torch.equal(ds.labels, torch.from_numpy(arrays["train"][1]).long())
+
+
+def test_downloaded_file_follows_the_umask(server: _Server, tmp_path: Path) -> None:
+    server.files["data.bin"] = PAYLOAD
+    old = os.umask(0o022)
+    try:
+        dest = download_file("https://example.org/data.bin", tmp_path / "data.bin",
+                             md5=_md5(PAYLOAD), base_url=server.url, quiet=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644  # not mkstemp's 0600
+
+
+def test_local_file_errors_are_raised_at_once_not_retried(server: _Server, tmp_path: Path) -> None:
+    server.files["data.bin"] = PAYLOAD
+    dest = tmp_path / "data.bin"
+    dest.mkdir()  # something that is not a file sits where the download must go
+    with pytest.raises(IsADirectoryError):
+        download_file("https://example.org/data.bin", dest, md5=_md5(PAYLOAD),
+                      base_url=server.url, retries=3, backoff=0.0, quiet=True)
+    assert server.requests == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]  # no temporary left
+
+
+def _tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+_MEMBERS = {"root/a.bin": os.urandom(3000), "root/sub/b.bin": os.urandom(2000)}
+
+
+def test_extract_tar_unpacks_and_refuses_damaged_archives(tmp_path: Path) -> None:
+    good = _tar_gz(tmp_path / "good.tar.gz", _MEMBERS)
+    (tmp_path / "x").mkdir()
+    out = extract_tar(good, tmp_path / "x", "root")
+    assert (out / "sub" / "b.bin").read_bytes() == _MEMBERS["root/sub/b.bin"]
+    raw = good.read_bytes()
+    for name, data in (
+        ("flipped.tar.gz", raw[: len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 0x10])
+         + raw[len(raw) // 2 + 1 :]),
+        ("cut.tar.gz", raw[:-4]),  # without the gzip trailer's length field
+    ):
+        (tmp_path / name).write_bytes(data)
+        dest = tmp_path / name.split(".")[0]
+        dest.mkdir()
+        with pytest.raises(ValueError, match=f"{name}: corrupt or truncated"):
+            extract_tar(tmp_path / name, dest, "root")
+        assert list(dest.iterdir()) == []  # nothing half-written
+
+
+def test_extract_tar_without_data_filter_refuses_escapes_and_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)  # as on Python 3.11.2
+    good = _tar_gz(tmp_path / "good.tar.gz", _MEMBERS)
+    (tmp_path / "ok").mkdir()
+    assert (extract_tar(good, tmp_path / "ok", "root") / "a.bin").read_bytes() == _MEMBERS[
+        "root/a.bin"
+    ]
+    evil = _tar_gz(tmp_path / "evil.tar.gz", {"root/a.bin": b"x", "root/../../evil": b"y"})
+    (tmp_path / "e").mkdir()
+    with pytest.raises(ValueError, match="points outside the archive"):
+        extract_tar(evil, tmp_path / "e", "root")
+    with tarfile.open(tmp_path / "link.tar.gz", "w:gz") as tar:
+        link = tarfile.TarInfo("root/passwd")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    (tmp_path / "l").mkdir()
+    with pytest.raises(ValueError, match="link or special file"):
+        extract_tar(tmp_path / "link.tar.gz", tmp_path / "l", "root")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_extract_tar_uses_the_folder_another_process_put_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = _tar_gz(tmp_path / "good.tar.gz", _MEMBERS)
+    dest = tmp_path / "d"
+    dest.mkdir()
+    real = tarfile.TarFile.extractall
+
+    def racing(self: tarfile.TarFile, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        (dest / "root").mkdir()  # the other process renames its copy in first
+        (dest / "root" / "a.bin").write_bytes(_MEMBERS["root/a.bin"])
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", racing)
+    out = extract_tar(good, dest, "root")
+    assert out == dest / "root" and (out / "a.bin").read_bytes() == _MEMBERS["root/a.bin"]
+    assert [p.name for p in dest.iterdir()] == ["root"]  # our temporary copy is gone
