@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from contrastlab.data.download import umask_mode
+
 __all__ = [
     "CheckpointError",
     "capture_rng_state",
@@ -92,6 +94,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
                 os.link(dest, prev)
             except OSError:  # file systems without hard links: a rename leaves a short gap
                 os.replace(dest, prev)
+        umask_mode(tmp)  # mkstemp's 0600 would hide the run from the other users of a cluster
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
     except BaseException:
@@ -142,7 +145,7 @@ def load_latest(
             state = load_checkpoint(prev)
         except CheckpointError as second:
             raise CheckpointError(f"no loadable checkpoint: {first}; {second}") from second
-        warnings.warn(f"{first}; resuming from {prev}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{first}; loading {prev} instead", RuntimeWarning, stacklevel=2)
         return state, prev
 
 
@@ -186,7 +189,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(  # noqa: NPY002
         (
             n["name"],
-            n["keys"].numpy().astype(np.uint32),
+            n["keys"].cpu().numpy().astype(np.uint32),
             int(n["pos"]),
             int(n["has_gauss"]),
             float(n["cached_gaussian"]),

@@ -23,13 +23,35 @@ T = TypeVar("T")
 
 
 def _jsonable(v: Any) -> Any:
-    if hasattr(v, "item") and callable(v.item):  # 0-d tensors / numpy scalars
-        v = v.item()
+    """A JSON value for ``v``: tensors and arrays of one element become numbers, larger ones
+    (nested) lists; NaN/inf become strings, which JSON can hold; anything else its ``str``."""
+    if callable(getattr(v, "tolist", None)):  # tensors, numpy arrays and numpy scalars
+        v = v.tolist()
+        while isinstance(v, list) and len(v) == 1:  # one element, whatever its shape
+            v = v[0]
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)  # JSON has no NaN/inf; keep them visible
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     return str(v)
+
+
+def _keep_until(jsonl: Path, step: int) -> None:
+    """Rewrite ``jsonl`` (atomically) without its records of steps after ``step``, and without a
+    last line that a crash cut short."""
+    kept = []
+    for line in jsonl.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and int(record.get("step", 0)) <= step:
+            kept.append(line + "\n")
+    tmp = jsonl.with_name(jsonl.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, jsonl)
 
 
 class RunLogger:
@@ -41,8 +63,12 @@ class RunLogger:
         rank: process rank; only rank 0 writes.
         quiet: no console output.
         tensorboard: also write TensorBoard scalars (skipped silently if tensorboard is missing).
-        fresh: a new run in this directory: start ``metrics.jsonl`` and the TensorBoard events
-            anew instead of appending to an earlier run's (a resumed run appends).
+        start_step: the step a run starts from. 0, a new run: ``metrics.jsonl`` and the
+            TensorBoard events start anew instead of appending to an earlier run's. A resumed
+            run's checkpoint step: the records up to it are kept and those of later steps
+            (logged before a crash, by work the run now redoes) are dropped from
+            ``metrics.jsonl`` and hidden in TensorBoard (``purge_step``), so no step appears
+            twice. None (default): append to whatever is there.
     """
 
     def __init__(
@@ -51,7 +77,7 @@ class RunLogger:
         rank: int = 0,
         quiet: bool = False,
         tensorboard: bool = True,
-        fresh: bool = False,
+        start_step: int | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = rank == 0
@@ -61,7 +87,12 @@ class RunLogger:
         if not self.enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.run_dir / "metrics.jsonl", "w" if fresh else "a", encoding="utf-8")
+        jsonl = self.run_dir / "metrics.jsonl"
+        fresh = start_step == 0
+        purge = start_step + 1 if start_step else None
+        if purge is not None and jsonl.is_file():
+            _keep_until(jsonl, purge - 1)
+        self._file = open(jsonl, "w" if fresh else "a", encoding="utf-8")
         if fresh:
             for old in (self.run_dir / "tb").glob("events.out.tfevents.*"):
                 old.unlink()
@@ -71,7 +102,7 @@ class RunLogger:
             except ImportError:  # tensorboard not installed
                 self._tb = None
             else:
-                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge)
 
     def log(
         self,

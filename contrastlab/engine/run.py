@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from contrastlab.config import Config, ConfigError, apply_overrides, config_from_run
-from contrastlab.engine.checkpoint import load_checkpoint
+from contrastlab.engine.checkpoint import load_latest
 from contrastlab.engine.evaluate import evaluate_run
 from contrastlab.engine.setup import CUSTOM_BACKBONE, method_for, placed, prepare_run
 from contrastlab.engine.trainer import CHECKPOINT, train
@@ -99,14 +99,22 @@ def evaluate_saved_run(
     train_set, test_set, device = prepare_run(cfg)
     method = placed(method_for(cfg, train_set, backbone), cfg, device)
     cfg = with_stored_defaults(cfg, stored, train_set, supervised=method.needs_labels)
-    ckpt = load_checkpoint(path / CHECKPOINT)
+    ckpt, _ = load_latest(path, CHECKPOINT)  # like --resume: last.prev.pt if last.pt is bad
     method.load_state_dict(ckpt["method"])
     state = ckpt["state"]
     augment = augment_of(cfg, train_set, method)
     previous: dict[str, Any] = {}
     if (path / "summary.json").is_file():
         previous = json.loads((path / "summary.json").read_text())
-    keep = ("epochs_done", "steps", "train_seconds", "images_per_second", "run_dir")
+    # What the training did (its autocast included) is kept; what evaluation measures is new.
+    keep = (
+        "epochs_done",
+        "steps",
+        "train_seconds",
+        "images_per_second",
+        "run_dir",
+        "bf16_autocast",
+    )
     extra = {k: previous[k] for k in keep if k in previous}
     extra.setdefault("steps", state["global_step"])
     with torch.no_grad():

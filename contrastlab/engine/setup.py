@@ -61,6 +61,10 @@ def prepare_run(cfg: Config) -> tuple[ImageDataset, ImageDataset, torch.device]:
         raise ConfigError(
             f"train.checkpoint_every must be >= 1 (epochs), got {cfg.train.checkpoint_every}"
         )
+    if cfg.data.train_subset is not None and cfg.data.train_subset < 1:
+        raise ConfigError(
+            f"data.train_subset must be >= 1 (images) or null, got {cfg.data.train_subset}"
+        )
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.deterministic:

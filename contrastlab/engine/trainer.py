@@ -236,7 +236,7 @@ def train(
     result = TrainResult(out, method, train_set, test_set, augment, state, device)
     if state.done:
         return result
-    logger = RunLogger(out, quiet=cfg.train.quiet, fresh=state.global_step == 0)
+    logger = RunLogger(out, quiet=cfg.train.quiet, start_step=state.global_step)
     diagnostics = (
         Diagnostics(cfg, test_set, augment, device) if cfg.train.diagnostics_every > 0 else None
     )

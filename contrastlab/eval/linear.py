@@ -227,7 +227,7 @@ def _train_probe(
 
 def _tensors(module: nn.Module) -> dict[str, Tensor]:
     """Every parameter and buffer by name, the non-persistent buffers included."""
-    found = dict(module.named_parameters(remove_duplicate=False))
+    found: dict[str, Tensor] = dict(module.named_parameters(remove_duplicate=False))
     found.update(module.named_buffers(remove_duplicate=False))
     return found
 

@@ -39,7 +39,18 @@ def test_eval_reproduces_knn_and_takes_eval_overrides(
     # the same frozen backbone and data: the kNN vote is deterministic
     assert again["knn_top1"] == pytest.approx(first["knn_top1"])
     assert again["steps"] == first["steps"]
+    assert again["bf16_autocast"] == first["bf16_autocast"]  # the training's, kept
     assert 10.0 < again["linear_top1"] <= 100.0
+
+    # a damaged last.pt falls back to last.prev.pt, as --resume does
+    (out / "last.prev.pt").write_bytes((out / "last.pt").read_bytes())
+    (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:1000])
+    with pytest.warns(RuntimeWarning, match=r"last.pt is truncated.*loading .*last.prev.pt"):
+        assert main(["eval", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["knn_top1"] == pytest.approx(
+        first["knn_top1"]
+    )
+    capsys.readouterr()
 
     # anything that would change the trained model is refused, naming the key
     assert main(["eval", str(out), "--set", "optim.lr=1.0"]) == 2

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import random
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +133,44 @@ def test_progress_bars_disabled_when_quiet() -> None:
     assert [i for i in pb] == [0, 1, 2]
     assert pb.update_stats(images=512, loss=1.0, tau=0.1, lr=0.3) > 0
     pb.close()
+
+
+def test_run_logger_writes_non_scalar_metrics_as_lists(tmp_path: Path) -> None:
+    with RunLogger(tmp_path, tensorboard=False, quiet=True) as log:
+        log.log({"per_class": torch.tensor([1.0, 2.5]), "grid": np.eye(2), "one": np.array([[3]])},
+                step=1)
+    line = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert line["per_class"] == [1.0, 2.5] and line["grid"] == [[1.0, 0.0], [0.0, 1.0]]
+    assert line["one"] == 3
+
+
+def test_resumed_run_logger_drops_records_of_redone_steps(tmp_path: Path) -> None:
+    with RunLogger(tmp_path, quiet=True, start_step=0) as log:
+        for step in (10, 20, 30):
+            log.log({"loss": float(step)}, step=step)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 40, "lo')  # a line the crash cut short
+    # the checkpoint was taken at step 20: steps 30 and 40 are trained again
+    with RunLogger(tmp_path, quiet=True, start_step=20) as log:
+        log.log({"loss": 31.0}, step=30)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["loss"]) for r in lines] == [(10, 10.0), (20, 20.0), (30, 31.0)]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tb"))
+        events.Reload()
+        seen = [(e.step, e.value) for e in events.Scalars("loss")]
+        assert seen == [(10, 10.0), (20, 20.0), (30, 31.0)]
+    with RunLogger(tmp_path, quiet=True, start_step=0, tensorboard=False) as log:
+        log.log({"loss": 1.0}, step=5)  # a new run in the same directory starts anew
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_checkpoint_follows_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "last.pt", {"x": torch.zeros(1)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o644

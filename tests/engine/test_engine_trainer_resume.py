@@ -350,6 +350,9 @@ def test_view_overrides_reach_the_training_views() -> None:
             augment_of(apply_overrides(Config(), [bad]), dataset, unsupervised)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="train.checkpoint_every"):
         prepare_run(apply_overrides(Config(), ["train.checkpoint_every=0"]))
+    for bad in ("data.train_subset=0", "data.train_subset=-5"):  # -5 once kept all but 5
+        with pytest.raises(ConfigError, match=r"data.train_subset must be >= 1"):
+            prepare_run(apply_overrides(Config(), [bad]))
     for bad in ("data.rotate=200", "data.translate=0.7"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             augment_of(apply_overrides(Config(), [bad]), dataset, unsupervised)  # type: ignore[arg-type]
