@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from contrastlab.config import Config, apply_overrides, load_config
+from contrastlab.engine.checkpoint import previous_path
 from contrastlab.methods.simclr import PAIR_LOSSES
 
 __all__ = [
@@ -96,7 +97,8 @@ def build_grid(losses: Sequence[str], policies: Sequence[str], taus: Sequence[fl
     """The cells of a sweep, in run order (see the module docstring for the semantics).
 
     Raises:
-        ValueError: an unknown loss or policy, a τ ≤ 0, or an empty grid.
+        ValueError: an unknown loss or policy, a τ ≤ 0, an empty grid, or two τ values that
+            agree in their first 6 significant digits (the cells' directory names would clash).
     """
     for loss in losses:
         if loss not in PAIR_LOSSES:
@@ -118,6 +120,14 @@ def build_grid(losses: Sequence[str], policies: Sequence[str], taus: Sequence[fl
             else:
                 cells.append(Cell(loss, policy))
     unique = list(dict.fromkeys(cells))
+    names: dict[str, Cell] = {}
+    for cell in unique:
+        if cell.name in names:
+            raise ValueError(
+                f"τ values {names[cell.name].tau!r} and {cell.tau!r} both name the cell "
+                f"{cell.name}; give τ values that differ in their first 6 significant digits"
+            )
+        names[cell.name] = cell
     if not unique:
         raise ValueError("the sweep grid is empty: give at least one loss, policy and τ")
     return unique
@@ -270,7 +280,11 @@ def run_sweep(
             log(f"{tag}: finished earlier, skipped")
             result.skipped.append(cell.name)
             continue
-        resume = (cell_dir / "last.pt").is_file()
+        # last.prev.pt alone is a checkpoint too: the trainer resumes from it (a rotation that
+        # could not hard-link leaves it alone for a moment).
+        resume = any(
+            p.is_file() for p in (cell_dir / "last.pt", previous_path(cell_dir / "last.pt"))
+        )
         cell_dir.mkdir(parents=True, exist_ok=True)
         _write_json(cell_dir / CELL_FILE, cell.as_dict())
         (cell_dir / "error.txt").unlink(missing_ok=True)

@@ -53,9 +53,13 @@ class ImageDataset:
             )
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
-        if mean is None or std is None:
-            mean, std = compute_mean_std(images) if images.shape[0] else ((0.0,), (1.0,))
         channels = images.shape[1]
+        if mean is None or std is None:  # no images: the identity normalisation, per channel
+            mean, std = (
+                compute_mean_std(images)
+                if images.shape[0]
+                else ((0.0,) * channels, (1.0,) * channels)
+            )
         if len(mean) != channels or len(std) != channels:
             raise ValueError(f"mean and std need {channels} entries, got {len(mean)}, {len(std)}")
         self.images = images

@@ -63,6 +63,8 @@ class _Stream:
             raise self.fail(f"element tag at byte {pos} past the end")
         first, second = (int(v) for v in np.frombuffer(self.data, f"{self.order}u4", 2, pos))
         if first >> 16:  # small data element: type and size packed in 4 bytes
+            if first >> 16 > 4:
+                raise self.fail(f"small element at byte {pos} claims {first >> 16} > 4 bytes")
             return first & 0xFFFF, pos + 4, pos + 4 + (first >> 16), pos + 8
         end = pos + 8 + second
         if end > len(self.data):

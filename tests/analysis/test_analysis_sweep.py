@@ -62,6 +62,7 @@ def test_grid_semantics() -> None:
         (["infonce"], ["fixed"], [0.1], "unknown loss"),
         (["nt_xent"], ["warm"], [0.1], "unknown policy"),
         (["nt_xent"], ["fixed"], [0.0], "τ must be > 0"),
+        (["nt_xent"], ["fixed"], [0.1, 0.1000001], "both name the cell nt_xent-fixed-tau0.1"),
     ],
 )
 def test_grid_rejects_bad_input(
@@ -190,3 +191,13 @@ def test_layout_places_cells() -> None:
     comp = comparison_rows(rows)
     assert comp[0]["paper_linear_top1"] == WANG_LIU_CIFAR10[("nt_xent", 0.3)][0]
     assert comp[1]["paper_tolerance"] == pytest.approx(0.61)
+
+
+def test_a_cell_with_only_its_previous_checkpoint_resumes(tmp_path: Path, recording_runner) -> None:
+    cells = build_grid(["nt_xent"], ["fixed"], [0.2])
+    cell_dir = tmp_path / "cells" / cells[0].name
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "last.prev.pt").write_bytes(b"the trainer reads this one")
+    runner = recording_runner()
+    run_sweep(cells, SweepOptions(out=tmp_path, epochs=3), runner=runner, log=lambda s: None)
+    assert runner.calls == [(cells[0].name, True)]

@@ -277,3 +277,23 @@ def test_unreadable_files_are_not_called_corrupt(tmp_path: Path) -> None:
         read_idx(tmp_path / "folder.gz")
     with pytest.raises(IsADirectoryError):
         unpickle(tmp_path / "folder.gz")
+
+
+def test_empty_multichannel_dataset_and_bad_small_matlab_element(tmp_path: Path, fmt) -> None:
+    empty = ImageDataset(
+        torch.zeros(0, 3, 4, 4, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), [], "x"
+    )
+    assert empty.mean == (0.0, 0.0, 0.0) and empty.std == (1.0, 1.0, 1.0)
+    from contrastlab.data.svhn import load_svhn
+
+    path = tmp_path / "test_32x32.mat"
+    fmt.write_svhn(path, n=3)
+    raw = bytearray(path.read_bytes())
+    # the name "X" of the first array is a small element (size 1 packed into its tag) after the
+    # 128-byte header, the matrix tag (8), the array flags (8 + 8) and 4 dimensions (8 + 16)
+    pos = 128 + 8 + 16 + 24
+    assert int.from_bytes(raw[pos : pos + 4], "little") == (1 << 16) | 1  # miINT8, 1 byte
+    raw[pos + 2 : pos + 4] = (255).to_bytes(2, "little")  # now it claims 255 bytes in 4
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"test_32x32.mat: corrupt or truncated MATLAB"):
+        load_svhn(path)
