@@ -196,6 +196,23 @@ def cell_config(cell: Cell, opts: SweepOptions) -> Config:
     return apply_overrides(cfg, common + list(opts.overrides) + point)
 
 
+def _other_budget(cell_dir: Path, cfg: Config) -> str:
+    """A warning if a finished cell trained with another budget than ``cfg`` asks for, else ""."""
+    try:
+        done = _read_json(cell_dir / "config.json")["train"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    then = (done.get("epochs"), done.get("max_time"))
+    now = (cfg.train.epochs, cfg.train.max_time)
+    if then == now:
+        return ""
+    return (
+        f" (WARNING: it trained with epochs={then[0]}, max_time={then[1]}, not this "
+        f"invocation's epochs={now[0]}, max_time={now[1]}; its result is kept, use a new --out "
+        "to rerun it)"
+    )
+
+
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
@@ -277,7 +294,7 @@ def run_sweep(
         cell_dir = out / "cells" / cell.name
         tag = f"[{i}/{len(cells)}] {cell.name}"
         if (cell_dir / "summary.json").is_file():
-            log(f"{tag}: finished earlier, skipped")
+            log(f"{tag}: finished earlier, skipped{_other_budget(cell_dir, configs[cell])}")
             result.skipped.append(cell.name)
             continue
         # last.prev.pt alone is a checkpoint too: the trainer resumes from it (a rotation that

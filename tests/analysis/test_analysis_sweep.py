@@ -121,6 +121,12 @@ def test_resume_skips_finished_cells_and_resumes_interrupted_one(
     assert len(run_sweep(cells, opts, runner=third, log=lambda s: None).rows) == 3
     assert third.calls == []
 
+    lines: list[str] = []  # a new budget keeps the finished cells, and says so
+    run_sweep(cells, SweepOptions(out=tmp_path, epochs=5), runner=third, log=lines.append)
+    assert third.calls == [] and len(lines) == 3
+    assert all("WARNING: it trained with epochs=3" in line for line in lines)
+    assert "epochs=5" in lines[0]
+
 
 def test_failed_cell_is_recorded_and_the_sweep_goes_on(tmp_path: Path, recording_runner) -> None:
     cells = build_grid(["nt_xent", "simple"], ["fixed"], [0.2])
