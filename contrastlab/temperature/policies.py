@@ -87,9 +87,12 @@ class Fixed(TemperaturePolicy):
 class Learnable(TemperaturePolicy):
     """A learnable global temperature (CLIP's logit scale).
 
-    ``log_scale`` is initialised to ``log(1/init)``; ``τ = exp(−min(log_scale, log(1/min)))``, so
-    τ never falls below ``min``. Gradients reach ``log_scale`` through the loss; give it its own
-    learning rate through the optimiser's parameter groups if wanted.
+    ``log_scale`` is initialised to ``log(1/init)`` and ``τ = exp(−log_scale)``. Each forward
+    first clamps the parameter itself, in place, to ``log_scale ≤ log(1/min)`` (as CLIP clamps
+    its logit scale after each step), so τ never falls below ``min`` and a τ that reached the
+    floor still gets gradients that can raise it again (a clamp inside the graph would give it
+    none, for good). Gradients reach ``log_scale`` through the loss; give it its own learning
+    rate through the optimiser's parameter groups if wanted.
     """
 
     def __init__(self, init: float = 0.07, min: float = 0.01) -> None:
@@ -103,11 +106,13 @@ class Learnable(TemperaturePolicy):
     def forward(
         self, sim: Tensor, step: int | None = None, positive: Tensor | None = None
     ) -> Tensor:
-        scale = self.log_scale.clamp(max=math.log(1.0 / self.min))
-        return torch.exp(-scale).to(dtype=sim.dtype, device=sim.device)
+        with torch.no_grad():  # the optimiser may have stepped past the floor
+            self.log_scale.clamp_(max=math.log(1.0 / self.min))
+        return torch.exp(-self.log_scale).to(dtype=sim.dtype, device=sim.device)
 
     def extra_repr(self) -> str:
-        return f"tau={math.exp(-float(self.log_scale)):.4g}, min={self.min}"
+        scale = min(float(self.log_scale.detach()), math.log(1.0 / self.min))
+        return f"tau={math.exp(-scale):.4g}, min={self.min}"
 
 
 class DySTreSS(TemperaturePolicy):

@@ -99,12 +99,12 @@ def test_learnable_initialisation_and_value():
     pol = Learnable()
     assert isinstance(pol.log_scale, torch.nn.Parameter)
     assert any(p is pol.log_scale for p in pol.parameters())
-    assert float(pol.log_scale) == pytest.approx(math.log(1 / 0.07))
+    assert float(pol.log_scale.detach()) == pytest.approx(math.log(1 / 0.07))
     assert pol.value() == pytest.approx(0.07)
     sim = torch.zeros(3, 2, dtype=F64)
     torch.testing.assert_close(full(pol, sim).detach(), torch.full((3, 2), 0.07, dtype=F64))
     pol2 = Learnable(init=0.5, min=0.1)
-    assert float(pol2.log_scale) == pytest.approx(math.log(2.0))
+    assert float(pol2.log_scale.detach()) == pytest.approx(math.log(2.0))
     assert pol2.value() == pytest.approx(0.5)
 
 
@@ -123,7 +123,7 @@ def test_learnable_gradient_reaches_log_scale_and_matches_oracle():
     # an optimiser step moves τ in the direction that lowers the loss
     opt = torch.optim.SGD(pol.parameters(), lr=0.05)
     opt.step()
-    assert float(nt_xent(z1, z2, pol)) < float(loss)
+    assert float(nt_xent(z1, z2, pol).detach()) < float(loss.detach())
 
 
 @pytest.mark.parametrize("min_tau", [0.01, 0.05])
@@ -283,3 +283,20 @@ def test_bad_policy_arguments(case):
     fn, name = BAD[case]
     with pytest.raises(ValueError, match=name):
         fn()
+
+
+def test_learnable_tau_at_its_floor_can_rise_again() -> None:
+    # An optimiser step past the floor (Adam/momentum overshoot) must not freeze τ there.
+    pol = Learnable(init=0.05, min=0.01)
+    with torch.no_grad():
+        pol.log_scale.fill_(math.log(100.0) + 3.0)  # τ would be 0.0005 without the floor
+    opt = torch.optim.SGD(pol.parameters(), lr=0.5)
+    sim = torch.zeros(())
+    assert float(pol(sim)) == pytest.approx(0.01)
+    assert "tau=0.01," in repr(pol)
+    for _ in range(5):  # a loss that wants a larger τ
+        opt.zero_grad()
+        (-pol(sim)).backward()
+        assert pol.log_scale.grad is not None and float(pol.log_scale.grad) != 0.0
+        opt.step()
+    assert pol.value() > 0.0101
