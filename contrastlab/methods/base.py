@@ -7,8 +7,9 @@ loop calls, per step::
     out.loss.backward(); optimizer.step()
     method.after_optimizer_step(step=..., progress=...)   # EMA targets, enqueue
 
-``method.encode(images)`` is the evaluation forward: backbone features only, no side effects
-(it never touches a queue or a momentum encoder).
+``method.encode(images)`` is the evaluation forward: backbone features only; it never touches a
+queue or a momentum encoder, and in eval mode it changes nothing (in train mode, BatchNorm
+updates its running statistics as in any forward).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Method(nn.Module):
     name: ClassVar[str] = "method"
     needs_labels: ClassVar[bool] = False
     min_views: ClassVar[int] = 2
+    #: the most views the loss uses (None: any number); more are refused, not ignored.
+    max_views: ClassVar[int | None] = None
 
     def __init__(self, backbone: nn.Module, feat_dim: int) -> None:
         super().__init__()
@@ -60,14 +63,15 @@ class Method(nn.Module):
         return None
 
     def encode(self, images: Tensor) -> Tensor:
-        """Backbone features ``(B, F)`` for evaluation (no head, no state change)."""
+        """Backbone features ``(B, F)`` for evaluation (no head; call it in eval mode for no
+        state change)."""
         out: Tensor = self.backbone(images)
         return out
 
     def project(self, images: Tensor) -> Tensor:
         """Embeddings in the loss space ``(B, D)`` (backbone + projection head), unnormalised.
 
-        No side effects; used by the diagnostics.
+        No side effects in eval mode (the diagnostics call it so).
         """
         head = getattr(self, "head", None)
         if head is None:
@@ -92,9 +96,24 @@ class Method(nn.Module):
         """Hook after ``optimizer.step()``: momentum updates, enqueueing. Default: nothing."""
 
     def check_views(self, views: list[Tensor], labels: Tensor | None) -> None:
-        """Raise ``ValueError`` for too few views or missing labels."""
+        """Raise ``ValueError`` for too few or too many views, views of different batch sizes,
+        a batch of one, or missing or misshapen labels."""
         if len(views) < self.min_views:
             raise ValueError(f"{self.name} needs at least {self.min_views} views, got {len(views)}")
+        if self.max_views is not None and len(views) > self.max_views:
+            raise ValueError(
+                f"{self.name} uses {self.max_views} views, got {len(views)} (data.views)"
+            )
+        sizes = [int(v.shape[0]) for v in views]
+        if len(set(sizes)) != 1:
+            raise ValueError(f"views must share one batch size B, got {sizes}")
+        if sizes[0] < 2:
+            raise ValueError(
+                f"{self.name} needs a batch of at least 2 images (BatchNorm statistics, in-batch "
+                f"negatives), got {sizes[0]}"
+            )
+        if labels is not None and labels.shape != (sizes[0],):
+            raise ValueError(f"labels must be ({sizes[0]},), got {tuple(labels.shape)}")
         if self.needs_labels and labels is None:
             raise ValueError(f"{self.name} needs labels: use a labelled dataset")
         if labels is not None and bool((labels < 0).any()) and self.needs_labels:

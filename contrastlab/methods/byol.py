@@ -35,6 +35,7 @@ class BYOL(Method):
     """
 
     name: ClassVar[str] = "byol"
+    max_views: ClassVar[int | None] = 2
 
     def __init__(
         self,

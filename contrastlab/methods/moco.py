@@ -15,8 +15,9 @@ negatives do not, the leak the paper's shuffle BN closes. On the ten-minute Fash
 benchmark G = 4 was level with G = 1 (three seeds; the twenty-fourth round of
 ``benchmarks/training/README.md``), so the default stays 1.
 
-The loss is one-directional by default as published (``symmetric=True`` uses both views as
-queries, as in MoCo v3 and solo-learn's "MoCo v2+").
+The registry builds MoCo v2 with the one-directional loss, as published
+(``contrastlab.methods.SYMMETRIC``); ``symmetric=True``, this class's own default, uses both views
+as queries, as in MoCo v3 and solo-learn's "MoCo v2+".
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class MoCo(Method):
     """
 
     name: ClassVar[str] = "moco"
+    max_views: ClassVar[int | None] = 2
 
     def __init__(
         self,
@@ -114,8 +116,6 @@ class MoCo(Method):
         if g == 1 or not self.training:
             return fn(x)
         b = x.shape[0] // n_views
-        if b % g != 0:
-            raise ValueError(f"the batch size ({b}) must be a multiple of bn_groups ({g})")
         perm = (
             torch.cat([v * b + torch.randperm(b, device=x.device) for v in range(n_views)])
             if shuffle
@@ -143,13 +143,18 @@ class MoCo(Method):
         self, views: list[Tensor], labels: Tensor | None, *, step: int, progress: float
     ) -> StepOutput:
         self.check_views(views, labels)
-        if self.queue.size % views[0].shape[0] != 0:
+        b, g = views[0].shape[0], self.bn_groups
+        if self.queue.size % b != 0:
             raise ValueError(
-                f"queue_size ({self.queue.size}) must be a multiple of the batch size ({views[0].shape[0]})"
+                f"queue_size ({self.queue.size}) must be a multiple of the batch size ({b})"
+            )
+        if self.training and g > 1 and (b % g != 0 or b // g < 2):  # checked before the EMA moves
+            raise ValueError(
+                f"the batch size ({b}) must be a multiple of bn_groups ({g}) with at least 2 "
+                "images per group"
             )
         ema_update(self.key_backbone, self.backbone, self.momentum)
         ema_update(self.key_head, self.head, self.momentum)
-        b = views[0].shape[0]
         n_views = 2 if self.symmetric else 1
         x = self.stack_views(views[:2]) if self.symmetric else views[0]
         q = self._in_groups(self._query, x, n_views, shuffle=False).float()

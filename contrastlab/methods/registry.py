@@ -234,6 +234,17 @@ def infer_feat_dim(backbone: nn.Module, sample_shape: tuple[int, ...]) -> int:
     return int(out.shape[1])
 
 
+def _check_moco(cfg: Config) -> None:
+    """MoCo's queue and momentum, checked before anything is built, naming the config keys."""
+    k, b = cfg.method.queue_size, cfg.data.batch_size
+    if k < 1 or k % b != 0:
+        raise ConfigError(
+            f"method.queue_size ({k}) must be a positive multiple of data.batch_size ({b})"
+        )
+    if not 0.0 <= cfg.method.moco_momentum < 1.0:
+        raise ConfigError(f"method.moco_momentum must be in [0, 1), got {cfg.method.moco_momentum}")
+
+
 def build_method(
     cfg: Config,
     in_channels: int,
@@ -272,10 +283,20 @@ def build_method(
         raise ConfigError(f"method.bn_groups must be >= 1, got {cfg.method.bn_groups}")
     if cfg.method.bn_groups > 1 and cfg.model.mirror:
         raise ConfigError("method.bn_groups > 1 needs plain BatchNorm layers, not model.mirror's")
-    if cfg.data.batch_size % cfg.method.bn_groups != 0:
+    if cfg.data.batch_size % cfg.method.bn_groups != 0 or (
+        cfg.data.batch_size // cfg.method.bn_groups < 2
+    ):
         raise ConfigError(
             f"data.batch_size ({cfg.data.batch_size}) must be a multiple of method.bn_groups "
-            f"({cfg.method.bn_groups})"
+            f"({cfg.method.bn_groups}) with at least 2 images per group"
+        )
+    if name in ("moco", "byol") and cfg.data.views != 2:
+        raise ConfigError(f"{name} uses 2 views: data.views must be 2, got {cfg.data.views}")
+    if name == "moco":
+        _check_moco(cfg)
+    if name == "byol" and not 0.0 <= cfg.method.byol_base_momentum <= 1.0:
+        raise ConfigError(
+            f"method.byol_base_momentum must be in [0, 1], got {cfg.method.byol_base_momentum}"
         )
     if not cfg.method.predictor_lr_scale > 0:
         raise ConfigError(

@@ -3,7 +3,8 @@
 * SimCLR (Chen et al. 2020): Linear → BN → ReLU → Linear to 128-d (SPEC §1; the paper's CIFAR head
   has BN on the hidden layer).
 * MoCo v2 (Chen et al. 2020, "Improved Baselines"): Linear(feat, feat) → ReLU → Linear to 128-d,
-  without BN (SPEC §6).
+  without BN (``moco_v2_head``). ``contrastlab.methods.build_method`` gives MoCo the same head
+  as SimCLR instead, with BN on the hidden layer, so that the methods differ only in their loss.
 * BYOL (Grill et al. 2020): projector and predictor are both Linear 4096 → BN → ReLU → Linear 256
   (SPEC §7); the predictor sits on the online branch only.
 """

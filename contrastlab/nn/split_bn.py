@@ -81,9 +81,10 @@ _SPLIT = {nn.BatchNorm1d: SplitBatchNorm1d, nn.BatchNorm2d: SplitBatchNorm2d}
 
 
 def convert_split_batch_norm(module: nn.Module) -> nn.Module:
-    """Replace, in place, every plain ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` in ``module`` by its
-    split counterpart with the same parameters and buffers; returns ``module`` (or its
-    replacement, if ``module`` itself is such a layer).
+    """Turn, in place, every plain ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` in ``module`` into its
+    split counterpart; returns ``module``. The layers keep their very parameter and buffer
+    tensors (so an optimiser or hook holding them stays valid), their dtype, device and
+    ``requires_grad``: only their class changes.
 
     Raises:
         ValueError: if ``module`` holds another kind of BatchNorm (a subclass with its own
@@ -93,14 +94,9 @@ def convert_split_batch_norm(module: nn.Module) -> nn.Module:
 
     def convert(m: nn.Module) -> nn.Module:
         kind = type(m)
-        if kind in _SPLIT:
-            assert isinstance(m, nn.modules.batchnorm._BatchNorm)
-            new = _SPLIT[kind](
-                m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats
-            ).to(device=_device_of(m))
-            new.load_state_dict(m.state_dict())
-            new.train(m.training)
-            return new
+        if kind in _SPLIT:  # the subclasses add behaviour only, no state
+            m.__class__ = _SPLIT[kind]
+            return m
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and kind not in _SPLIT.values():
             raise ValueError(
                 f"{kind.__name__} cannot take statistics over sub-batches; only plain "
@@ -111,11 +107,6 @@ def convert_split_batch_norm(module: nn.Module) -> nn.Module:
         return m
 
     return convert(module)
-
-
-def _device_of(m: nn.Module) -> torch.device:
-    t = next(iter(m.state_dict().values()), None)
-    return t.device if t is not None else torch.device("cpu")
 
 
 @contextmanager

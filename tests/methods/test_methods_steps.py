@@ -30,6 +30,7 @@ def _cfg(method: str, **extra: str) -> Config:
         "model.proj_dim=32",
         "model.pred_hidden_dim=64",
         "method.queue_size=128",
+        "data.batch_size=64",  # the batch below: the queue must hold whole batches
     ]
     sets += [f"{k}={v}" for k, v in extra.items()]
     return apply_overrides(Config(), sets)
@@ -304,3 +305,19 @@ def test_cosine_temperature_period_is_the_runs_length_in_steps() -> None:
     given = _cfg("simclr", **{"loss.policy": "cosine", "train.max_time": "5",
                               "loss.cosine_period": "50"})
     assert build_temperature(given, steps_per_epoch=100).value(50) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_bad_views_are_refused_naming_the_problem(name: str, batch) -> None:
+    images, labels, aug = batch
+    method = build_method(_cfg(name), in_channels=1)
+    v = aug(images[:8], generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"views must share one batch size B, got \[8, 7\]"):
+        method.training_step([v[0], v[1][:7]], labels[:8], step=0, progress=0.0)
+    with pytest.raises(ValueError, match="a batch of at least 2 images"):
+        method.training_step([x[:1] for x in v], labels[:1], step=0, progress=0.0)
+    with pytest.raises(ValueError, match=r"labels must be \(8,\), got \(7,\)"):
+        method.training_step(v, labels[:7], step=0, progress=0.0)
+    if name in ("moco", "byol"):  # their losses use two views: a third is refused, not dropped
+        with pytest.raises(ValueError, match=f"{name} uses 2 views, got 3"):
+            method.training_step([*v, v[0]], labels[:8], step=0, progress=0.0)

@@ -21,6 +21,7 @@ def _cfg(*sets: str) -> Config:
         "model.proj_hidden_dim=32",
         "model.proj_dim=16",
         "method.queue_size=128",
+        "data.batch_size=32",  # the views below
     ]
     return apply_overrides(Config(), [*base, *sets])
 
@@ -116,10 +117,29 @@ def test_a_step_trains_the_query_encoder_only(views) -> None:
     [
         (("method.name=simclr", "method.bn_groups=2"), "applies to moco"),
         (("method.bn_groups=0",), "must be >= 1"),
-        (("method.bn_groups=3",), r"data.batch_size \(256\) must be a multiple"),
+        (("method.bn_groups=3",), r"data.batch_size \(32\) must be a multiple"),
+        (("method.bn_groups=32",), "at least 2 images per group"),
+        (("method.queue_size=100",), "method.queue_size .100. must be a positive multiple"),
+        (("method.moco_momentum=1.0",), r"method.moco_momentum must be in \[0, 1\)"),
+        (("data.views=3",), "moco uses 2 views: data.views must be 2"),
         (("method.bn_groups=2", "model.mirror=true"), "model.mirror"),
     ],
 )
 def test_bad_bn_groups_are_refused(sets: tuple[str, ...], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         build_method(_cfg(*sets), in_channels=1)
+
+
+def test_a_refused_step_leaves_the_key_encoder_alone(views) -> None:
+    """The checks run before the EMA moves the key encoder: a rejected call changes nothing."""
+    v, labels = views
+    method = build_method(_cfg("method.bn_groups=4", "method.queue_size=96"), in_channels=1)
+    before = {k: t.clone() for k, t in method.key_backbone.state_dict().items()}
+    with pytest.raises(ValueError, match="multiple of bn_groups"):
+        method.training_step([x[:6] for x in v], labels[:6], step=0, progress=0.0)
+    with pytest.raises(ValueError, match="at least 2 images per group"):
+        method.training_step([x[:4] for x in v], labels[:4], step=0, progress=0.0)
+    with pytest.raises(ValueError, match="moco uses 2 views, got 3"):
+        method.training_step([*v, v[0]], labels, step=0, progress=0.0)
+    after = method.key_backbone.state_dict()
+    assert all(torch.equal(t, after[k]) for k, t in before.items())

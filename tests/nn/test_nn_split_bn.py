@@ -114,3 +114,16 @@ def test_without_running_statistics_groups_still_normalise_separately() -> None:
     x = torch.randn(8, 3, 2, 2, dtype=torch.float64)
     with split_batch_norm(new, 4):
         torch.testing.assert_close(new(x), torch.cat([ref(p) for p in x.split(4)]))
+
+
+def test_conversion_keeps_the_tensors_their_dtype_and_frozen_parameters() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)).double()
+    net[1].weight.requires_grad_(False)  # a frozen BN scale stays frozen
+    weight, running = net[1].weight, net[1].running_mean
+    opt = torch.optim.SGD([net[1].bias], lr=0.1)
+    convert_split_batch_norm(net)
+    assert net[1].weight is weight and net[1].running_mean is running
+    assert net[1].weight.dtype == torch.float64 and not net[1].weight.requires_grad
+    with split_batch_norm(net, 2):
+        net(torch.randn(4, 1, 3, 3, dtype=torch.float64)).sum().backward()
+    assert opt.param_groups[0]["params"][0] is net[1].bias and net[1].bias.grad is not None
