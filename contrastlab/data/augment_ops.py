@@ -72,8 +72,8 @@ def sample_crop_boxes(
     w = torch.where(found, w, torch.full_like(w, fw))
     h = torch.where(found, h, torch.full_like(h, fh))
     u = torch.rand(n, 2, generator=generator)
-    top = torch.where(found, (u[:, 0] * (height - h + 1)).floor(), ((height - h) / 2).round())
-    left = torch.where(found, (u[:, 1] * (width - w + 1)).floor(), ((width - w) / 2).round())
+    top = torch.where(found, (u[:, 0] * (height - h + 1)).floor(), ((height - h) / 2).floor())
+    left = torch.where(found, (u[:, 1] * (width - w + 1)).floor(), ((width - w) / 2).floor())
     return torch.stack([top, left, h, w], dim=1)
 
 

@@ -77,6 +77,11 @@ class ViewSpec:
     rotate: float = 0.0
 
     def __post_init__(self) -> None:
+        pairs = ("scale", "ratio", "blur_sigma", "solarize_threshold", "erase_scale", "erase_ratio")
+        for name in pairs:
+            value = getattr(self, name)
+            if not (isinstance(value, (tuple, list)) and len(value) == 2):
+                raise ValueError(f"{name} must be a pair (lo, hi), got {value!r}")
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
             raise ValueError(f"scale must satisfy 0 < lo <= hi <= 1, got {self.scale}")
         if not 0.0 < self.ratio[0] <= self.ratio[1]:
@@ -106,6 +111,12 @@ class ViewSpec:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
         if min(self.brightness, self.contrast, self.saturation) < 0:
             raise ValueError("brightness, contrast and saturation must be >= 0")
+        if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError(f"blur_sigma must satisfy 0 < lo <= hi, got {self.blur_sigma}")
+        if not 0.0 < self.blur_kernel_frac <= 1.0:
+            raise ValueError(f"blur_kernel_frac must be in (0, 1], got {self.blur_kernel_frac}")
+        if self.erase_value is not None and not 0.0 <= self.erase_value <= 1.0:
+            raise ValueError(f"erase_value must be in [0, 1] or None, got {self.erase_value}")
 
 
 def simclr_spec(strength: float, blur: bool) -> ViewSpec:

@@ -1,8 +1,9 @@
 """Representation diagnostics during training, on a fixed evaluation subset.
 
-Every few epochs: alignment, uniformity (−L_unif, t = 2), tolerance (labelled data only),
+Every few epochs: alignment, uniformity (−L_unif, t = 2), tolerance (over the labelled samples),
 effective rank of the backbone features, the hardness profile of the gradient over negatives at the
-method's current τ, and τ itself. A warning is logged when the embeddings collapse.
+method's current τ (for a method without one, BYOL, NT-Xent's at ``HARDNESS_TAU``, logged as
+``hardness_tau``), and τ itself. A warning is logged when the embeddings collapse.
 """
 
 from __future__ import annotations
@@ -19,11 +20,19 @@ from contrastlab.methods import Method
 from contrastlab.metrics import alignment, effective_rank, hardness, tolerance, uniformity
 from contrastlab.ops import normalize
 
-__all__ = ["COLLAPSE_EFFECTIVE_RANK", "COLLAPSE_UNIFORMITY", "Diagnostics", "embed_views"]
+__all__ = [
+    "COLLAPSE_EFFECTIVE_RANK",
+    "COLLAPSE_UNIFORMITY",
+    "HARDNESS_TAU",
+    "Diagnostics",
+    "embed_views",
+]
 
 #: below these the embeddings are reported as collapsing.
 COLLAPSE_EFFECTIVE_RANK = 2.0
 COLLAPSE_UNIFORMITY = 0.5
+#: the τ at which the hardness profile of a method without a temperature is measured.
+HARDNESS_TAU = 0.5
 
 
 @torch.no_grad()
@@ -71,7 +80,7 @@ class Diagnostics:
         idx = torch.randperm(len(dataset), generator=g)[:n].to(dataset.images.device)
         self.images = dataset.images.index_select(0, idx)
         self.labels = dataset.labels.index_select(0, idx)
-        self.labeled = bool((self.labels >= 0).all())
+        self.labeled = int((self.labels >= 0).sum()) >= 2
         self.augment = augment
         self.seed = cfg.train.seed + 202
         self.amp = cfg.train.amp
@@ -85,9 +94,14 @@ class Diagnostics:
             "embedding_effective_rank": effective_rank(z1),
         }
         if self.labeled:
-            out["tolerance"] = tolerance(z1, self.labels)
+            try:
+                out["tolerance"] = tolerance(z1, self.labels)  # ignores unlabelled samples
+            except ValueError:  # no class with two labelled samples in the subset
+                pass
         policy = method.temperature
-        tau: Any = policy if policy is not None else 0.5
+        tau: Any = policy if policy is not None else HARDNESS_TAU
+        if policy is None:
+            out["hardness_tau"] = HARDNESS_TAU
         prof = hardness(z1, z2, tau, step=step).summary()
         out.update(prof)
         if (

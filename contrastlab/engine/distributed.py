@@ -1,6 +1,7 @@
 """Distributed helpers that also work in a single process without ``torch.distributed``.
 
-``gather_with_grad`` is the all-gather used for cross-rank negatives in SimCLR/SupCon: forward
+``gather_with_grad`` is the all-gather for cross-rank negatives in SimCLR/SupCon, for the
+multi-process training that a later issue brings (the trainer runs one process today): forward
 concatenates every rank's (B, D) block into (W·B, D); backward sums the incoming gradients over
 ranks (all-reduce) and returns this rank's slice, so the gradient equals that of the same loss
 computed on the concatenated batch in one process (each rank's loss being the mean over its own

@@ -7,6 +7,7 @@ Boltzmann distribution over negatives: small τ concentrates it on the hardest n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,10 +66,10 @@ def _tau(
     if (
         isinstance(temperature, bool)
         or not isinstance(temperature, (int, float))
-        or temperature <= 0
+        or not (math.isfinite(temperature) and temperature > 0)
     ):
         raise ValueError(
-            f"temperature must be a float > 0 or a temperature policy, got {temperature!r}"
+            f"temperature must be a finite float > 0 or a temperature policy, got {temperature!r}"
         )
     return float(temperature)
 

@@ -49,8 +49,8 @@ def uniformity(z: Tensor, t: float = 2.0) -> float:
         t: t > 0 (2 in both papers).
     """
     check_embeddings(z, "z", min_rows=2)
-    if t <= 0:
-        raise ValueError(f"t must be > 0, got {t}")
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"t must be a finite number > 0, got {t}")
     n = z.shape[0]
     zn = normalize(z.float())
     lse = pairwise_logsumexp_offdiag(zn, scale=2.0 * t, offset=-2.0 * t)
@@ -77,6 +77,7 @@ def tolerance(z: Tensor, labels: Tensor) -> float:
     zn, lab = normalize(z[keep].double()), labels[keep]
     if lab.numel() == 0:
         raise ValueError("tolerance needs labelled samples; every label is negative (unlabeled)")
+    _, lab = torch.unique(lab, return_inverse=True)  # class ids 0..C-1, however sparse the labels
     n_cls = int(lab.max()) + 1
     sums = torch.zeros(n_cls, zn.shape[1], dtype=zn.dtype, device=zn.device).index_add_(0, lab, zn)
     counts = torch.bincount(lab, minlength=n_cls).to(zn.dtype)
@@ -96,7 +97,7 @@ def effective_rank(z: Tensor, eps: float = 1e-7) -> float:
 
     ``σ`` are the singular values of the (uncentred) embedding matrix (O(N·D²)); values below
     ``eps`` times the largest are treated as zero. 1 for a collapsed set, D for isotropic
-    embeddings.
+    embeddings, 0 for an all-zero matrix (no direction at all).
 
     Args:
         z: ``(N, D)`` embeddings (not normalised: the scale of each row counts).

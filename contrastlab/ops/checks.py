@@ -92,7 +92,8 @@ def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
 def check_labels(
     labels: object, n: int, name: str = "labels", *, allow_negative: bool = False
 ) -> Tensor:
-    """Validate an integer label vector of length ``n``.
+    """Validate an integer label vector of length ``n``; returns it as int64 (other integer
+    dtypes, e.g. uint8 labels read from a file, are converted).
 
     Raises:
         TypeError: not an integer tensor.
@@ -106,7 +107,7 @@ def check_labels(
         raise ValueError(f"{name} must have shape ({n},); got shape {tuple(labels.shape)}")
     if not allow_negative and n > 0 and int(labels.min()) < 0:
         raise ValueError(f"{name} must be non-negative class indices; got min {int(labels.min())}")
-    return labels
+    return labels.long()
 
 
 def normalize(x: Tensor) -> Tensor:

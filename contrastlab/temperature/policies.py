@@ -132,8 +132,12 @@ class DySTreSS(TemperaturePolicy):
     ) -> None:
         super().__init__()
         self.tau_min, self.tau_max = _check_range(tau_min, tau_max)
-        if shift is not None and not 0.0 <= float(shift) < 1.0:
-            raise ValueError(f"shift must be in [0, 1) or None, got {shift!r}")
+        if shift is not None and (
+            isinstance(shift, bool)
+            or not isinstance(shift, (int, float))
+            or not 0.0 <= float(shift) < 1.0
+        ):
+            raise ValueError(f"shift must be a number in [0, 1) or None, got {shift!r}")
         self.shift = None if shift is None else float(shift)
 
     def forward(

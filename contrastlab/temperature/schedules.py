@@ -41,6 +41,8 @@ class Cosine(TemperaturePolicy):
         return torch.tensor(tau, dtype=sim.dtype, device=sim.device)
 
     def value(self, step: int | None = None) -> float:
+        """τ at ``step`` for logging; without a step, τ at step 0 (τ_max), where ``forward``
+        refuses to guess."""
         return cosine_tau(float(step or 0), self.tau_min, self.tau_max, self.period)
 
     def extra_repr(self) -> str:

@@ -80,6 +80,18 @@ def test_tolerance_matches_oracle():
     labels2 = torch.cat([torch.zeros(2900, dtype=torch.long), torch.arange(1, 101) % 3 + 1])
     z2 = z + torch.where(labels2[:, None] == 0, 1.0, -1.0) * torch.ones(12, dtype=F64)
     assert tolerance(z2, labels2) == pytest.approx(O.metric_tolerance(z2, labels2), rel=REL)
+    # uint8 labels (as read from IDX files) and sparse class ids give the same value
+    assert tolerance(z, labels.to(torch.uint8)) == pytest.approx(got, rel=1e-12)
+    assert tolerance(z, labels * 10**9) == pytest.approx(got, rel=1e-12)
+
+
+def test_metrics_refuse_non_finite_temperatures():
+    z = rand(6, 3, seed=1)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="t must be a finite number > 0"):
+            uniformity(z, t=bad)
+        with pytest.raises(ValueError, match="temperature must be a finite float > 0"):
+            hardness(z[:3], z[3:], bad)
 
 
 @pytest.mark.parametrize("shape", [(3000, 32), (500, 64), (40, 200)])

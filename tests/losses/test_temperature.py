@@ -273,6 +273,8 @@ BAD = {
     "Learnable min 0": (lambda: Learnable(min=0.0), r"min"),
     "DySTreSS tau_min 0": (lambda: DySTreSS(tau_min=0.0), r"tau_min"),
     "DySTreSS min > max": (lambda: DySTreSS(tau_min=0.3, tau_max=0.2), r"tau_min|tau_max"),
+    "DySTreSS shift text": (lambda: DySTreSS(shift="a"), r"shift must be a number"),
+    "DySTreSS shift 1": (lambda: DySTreSS(shift=1.0), r"shift must be a number in \[0, 1\)"),
     "PosNeg positive 0": (lambda: PosNeg(positive=0.0, negative=0.5), r"positive|tau"),
     "PosNeg negative -1": (lambda: PosNeg(positive=0.1, negative=-1.0), r"negative|tau"),
 }
