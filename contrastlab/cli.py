@@ -48,7 +48,7 @@ __all__ = ["build_parser", "config_from_args", "main", "openmp_wait_env"]
 DEMO_MINUTES = 1.5
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
+def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     d = Config()
     p.add_argument(
         "--config", help="YAML config file (sections data, model, loss, method, optim, train, eval)"
@@ -81,7 +81,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--max-time",
         type=float,
         metavar="MINUTES",
-        help="wall-clock training budget; stops after the step that crosses it (default none)",
+        help="wall-clock training budget; stops after the step that crosses it (default "
+        + (f"{DEMO_MINUTES} without --config)" if demo else "none)"),
     )
     p.add_argument("--batch-size", type=int, help=f"images per step (default {d.data.batch_size})")
     p.add_argument(
@@ -155,9 +156,10 @@ def _type_text(tp: object) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The config file (if any), then the explicit options, then ``--set`` overrides."""
-    cfg = load_config(args.config) if args.config else Config()
+def config_from_args(args: argparse.Namespace, defaults: Sequence[str] = ()) -> Config:
+    """The config file (if any; else the defaults, then ``defaults``), then the explicit
+    options, then ``--set`` overrides."""
+    cfg = load_config(args.config) if args.config else apply_overrides(Config(), list(defaults))
     overrides = [
         f"{key}={getattr(args, name)}"
         for name, key in _ARG_KEYS.items()
@@ -181,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser(
         "demo", help=f"the main job: SimCLR on Fashion-MNIST in ~{DEMO_MINUTES} minutes"
     )
-    _add_train_options(p_demo)
+    _add_train_options(p_demo, demo=True)
     p_eval = sub.add_parser(
         "eval",
         help="re-evaluate a saved run directory",
@@ -226,13 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(keys_text())
             return 0
         if args.command in ("train", "demo", "config"):
-            if args.command == "demo":
-                defaults = [
-                    f"train.max_time={DEMO_MINUTES}",
-                    "method.name=simclr",
-                ]
-                args.set = defaults + list(args.set)
-            cfg = config_from_args(args)
+            # the demo's budget yields to --max-time, --set and a --config file
+            demo = [f"train.max_time={DEMO_MINUTES}"] if args.command == "demo" else []
+            cfg = config_from_args(args, demo)
             if args.command == "config":
                 import yaml
 
@@ -258,14 +256,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"contrastlab: config error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # FileNotFoundError, a folder given as a file, ...
         print(f"contrastlab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "\ncontrastlab: interrupted; the last checkpoint was saved (resume with --resume)",
-            file=sys.stderr,
-        )
+        hint = {
+            "train": "; the last checkpoint was saved (resume with --resume)",
+            "demo": "; the last checkpoint was saved (resume with --resume)",
+            "sweep": "; run the same command again: finished cells are kept, the interrupted "
+            "one resumes from its checkpoint",
+        }.get(args.command, "")
+        print(f"\ncontrastlab: interrupted{hint}", file=sys.stderr)
         return 130
     parser.print_help()
     return 2

@@ -289,6 +289,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):  # YAML reads "data.download=1" as an int
+            return bool(value)
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
     elif tp is int:
@@ -380,10 +382,34 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply ``section.key=value`` strings (values parsed as YAML scalars where possible)."""
+#: how YAML spells null; a text key given one of these is None.
+_NULLS = ("", "~", "null", "Null", "NULL")
+
+
+def _is_text(tp: Any) -> bool:
+    """Whether the annotation is ``str`` or ``str | None`` (a key that holds free text)."""
+    args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else ()
+    return tp is str or (str in args and all(a in (str, type(None)) for a in args))
+
+
+def _parse_value(raw: str, tp: Any, path: str) -> Any:
+    """An override's value: YAML for numbers, booleans and lists; for a text key the text as
+    given (``--out 0755`` stays "0755", not the octal 493; ``a #1`` keeps its "#1"), unless quoted
+    or a YAML null."""
     import yaml
 
+    text = raw.strip()
+    if _is_text(tp) and text not in _NULLS and text[:1] not in ("'", '"'):
+        return text
+    try:
+        return yaml.safe_load(raw) if text else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {path}={raw!r}: not a valid value ({exc})") from exc
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` strings. Values are parsed as YAML scalars (numbers, booleans,
+    null, lists), except that a text key takes its value as written."""
     data = config_to_dict(cfg)
     for item in overrides:
         if "=" not in item:
@@ -392,7 +418,6 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         parts = path.strip().split(".")
         if len(parts) != 2:
             raise ConfigError(f"override key {path!r} must be section.key, e.g. loss.temperature")
-        value = yaml.safe_load(raw) if raw.strip() else None
         section = data.get(parts[0])
         if not isinstance(section, dict):
             raise ConfigError(f"unknown config section {parts[0]!r}; known: {', '.join(data)}")
@@ -400,7 +425,8 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ConfigError(
                 f"unknown config key {path!r}; known keys here: {', '.join(sorted(section))}"
             )
-        section[parts[1]] = value
+        hints = typing.get_type_hints(type(getattr(cfg, parts[0])))
+        section[parts[1]] = _parse_value(raw, hints[parts[1]], path.strip())
     return config_from_dict(data)
 
 
@@ -410,9 +436,13 @@ def load_config(path: str | Path) -> Config:
 
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
+        what = "is not a file" if p.exists() else "does not exist"
+        raise ConfigError(f"config file {str(p)!r} {what}")
     with p.open() as fh:
-        data = yaml.safe_load(fh) or {}
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from exc
     return config_from_dict(data)
 
 

@@ -22,7 +22,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     from contrastlab.analysis.sweep import SweepOptions, build_grid, run_sweep
     from contrastlab.analysis.tables import to_markdown, write_tables
 
-    out = Path(args.out or f"runs/sweep-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"runs/sweep-{args.dataset or 'fashion-mnist'}-{stamp}")
     cells = build_grid(args.losses, args.policies, args.taus)
     opts = SweepOptions(
         out=out,
@@ -76,7 +77,7 @@ def add_analysis_commands(subparsers: Any) -> None:
         "losses without τ (simple, hard_simple) run once.",
     )
     p.add_argument(
-        "--dataset", default="fashion-mnist", help="dataset name (default fashion-mnist)"
+        "--dataset", help="dataset name (default: the --config file's, else fashion-mnist)"
     )
     p.add_argument("--data-dir", help="folder with the dataset's official files")
     p.add_argument(
@@ -103,8 +104,16 @@ def add_analysis_commands(subparsers: Any) -> None:
         metavar="POLICY",
         help="fixed learnable dystress cosine (default fixed)",
     )
-    p.add_argument("--epochs", type=int, help="epochs per cell (the schedule's length)")
-    p.add_argument("--max-time", type=float, metavar="MINUTES", help="training budget per cell")
+    p.add_argument(
+        "--epochs", type=int, help="epochs per cell, the schedule's length (default 20)"
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        metavar="MINUTES",
+        help="training budget per cell (default none; with it and no --epochs, as many epochs "
+        "as fit)",
+    )
     p.add_argument("--out", help="sweep directory (default runs/sweep-DATASET-TIME)")
     p.add_argument(
         "--hard-alpha",
@@ -115,7 +124,11 @@ def add_analysis_commands(subparsers: Any) -> None:
     p.add_argument(
         "--hard-top-k", type=int, help="hard losses: keep the top-k negatives instead of α"
     )
-    p.add_argument("--config", help="YAML base config for every cell")
+    p.add_argument(
+        "--config",
+        help="YAML base config for every cell (the sweep sets method.name=simclr, "
+        "train.quiet=true and each cell's loss and τ over it)",
+    )
     p.add_argument(
         "--set",
         action="append",

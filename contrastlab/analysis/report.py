@@ -62,12 +62,19 @@ _INTRO = (
     "uniformity at large τ while raising tolerance, and DySTreSS (Manna et al. 2023) picks τ per pair."
 )
 
-_METRICS_NOTE = (
-    "Accuracies are top-1 (%) on the test split with the frozen encoder: a linear probe and a "
-    "weighted kNN (k = 200, t = 0.1). Uniformity is −L_unif = −log E exp(−2‖z_i − z_j‖²) (higher is "
-    "more uniform, at most 4); tolerance is the mean cosine similarity of same-class pairs; both on "
-    "normalised projections of the test split."
-)
+def _metrics_note(run_dir: Path | None) -> str:
+    """What the accuracies and metrics mean, with the kNN's k and t read from the run's
+    ``config.json`` (``eval.knn_k`` / ``eval.knn_t``; 200 / 0.1 if it is missing)."""
+    ev: dict[str, Any] = {}
+    if run_dir is not None and (run_dir / "config.json").is_file():
+        ev = json.loads((run_dir / "config.json").read_text()).get("eval", {})
+    k, t = ev.get("knn_k", 200), ev.get("knn_t", 0.1)
+    return (
+        "Accuracies are top-1 (%) on the test split with the frozen encoder: a linear probe and a "
+        f"weighted kNN (k = {_e(k)}, t = {_e(t)}). Uniformity is −L_unif = −log E exp(−2‖z_i − z_j‖²) "
+        "(higher is more uniform, at most 4); tolerance is the mean cosine similarity of same-class "
+        "pairs; both on normalised projections of the test split."
+    )
 
 
 def is_sweep_dir(path: str | Path) -> bool:
@@ -214,8 +221,9 @@ def _sweep_sections(root: Path) -> tuple[str, list[str]]:
     rows = collect_rows(root)
     figs = sweep_figures(root, rows)
     dataset = ""
-    if rows:
-        summary = json.loads((root / rows[0]["run_dir"] / "summary.json").read_text())
+    first = root / rows[0]["run_dir"] if rows else None
+    if first is not None:
+        summary = json.loads((first / "summary.json").read_text())
         dataset = str(summary.get("dataset", ""))
     subtitle = f"A temperature sweep on <b>{_e(dataset or '?')}</b>: {len(rows)} finished cells."
     semantics = (
@@ -226,7 +234,8 @@ def _sweep_sections(root: Path) -> tuple[str, list[str]]:
     sections = [
         _section(
             "Results in Wang & Liu's layout",
-            f"<p class='note'>Each cell: linear % / kNN % / uniformity / tolerance. {_METRICS_NOTE}</p>"
+            "<p class='note'>Each cell: linear % / kNN % / uniformity / tolerance. "
+            f"{_metrics_note(first)}</p>"
             + _layout_table(rows)
             + semantics
             + _grid_note(root),
@@ -282,7 +291,7 @@ def _run_sections(root: Path) -> tuple[str, list[str]]:
                 if body
                 else "<p>No summary.json yet (training not finished).</p>"
             )
-            + f"<p class='note'>{_METRICS_NOTE}</p>",
+            + f"<p class='note'>{_metrics_note(root)}</p>",
             "summary",
         )
     ]

@@ -147,7 +147,7 @@ class SweepOptions:
     """
 
     out: Path
-    dataset: str = "fashion-mnist"
+    dataset: str | None = None
     data_dir: str | None = None
     epochs: int | None = None
     max_time: float | None = None
@@ -175,7 +175,11 @@ def cell_config(cell: Cell, opts: SweepOptions) -> Config:
         ConfigError: an invalid override.
     """
     cfg = load_config(opts.config) if opts.config else Config()
-    common = ["method.name=simclr", f"data.dataset={opts.dataset}", "train.quiet=true"]
+    # The grid is over SimCLR's pair losses, and cells log quietly; the dataset is the base
+    # config's (Fashion-MNIST by default) unless the sweep names one.
+    common = ["method.name=simclr", "train.quiet=true"]
+    if opts.dataset is not None:
+        common.append(f"data.dataset={opts.dataset}")
     if opts.data_dir is not None:
         common.append(f"data.data_dir={opts.data_dir}")
     if opts.epochs is not None:
@@ -223,7 +227,9 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def _record_grid(out: Path, cells: Sequence[Cell], opts: SweepOptions) -> None:
+def _record_grid(
+    out: Path, cells: Sequence[Cell], opts: SweepOptions, dataset: str | None
+) -> None:
     """Append this invocation's cells to ``OUT/sweep.json`` (the order the table follows)."""
     path = out / SWEEP_FILE
     previous = _read_json(path) if path.is_file() else {"cells": [], "invocations": []}
@@ -232,7 +238,7 @@ def _record_grid(out: Path, cells: Sequence[Cell], opts: SweepOptions) -> None:
     previous["invocations"].append(
         {
             "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "dataset": opts.dataset,
+            "dataset": dataset,
             "epochs": opts.epochs,
             "max_time": opts.max_time,
             "hard_alpha": None if opts.hard_top_k is not None else opts.hard_alpha,
@@ -288,7 +294,8 @@ def run_sweep(
     out = Path(opts.out)
     configs = {cell: cell_config(cell, opts) for cell in cells}
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    _record_grid(out, cells, opts)
+    dataset = configs[cells[0]].data.dataset if cells else opts.dataset
+    _record_grid(out, cells, opts, dataset)
     result = SweepResult(rows=[])
     for i, cell in enumerate(cells, 1):
         cell_dir = out / "cells" / cell.name

@@ -37,10 +37,17 @@ __all__ = [
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA if available, else CPU."""
+    """``"auto"`` → CUDA if available, else CPU.
+
+    Raises:
+        ConfigError: naming ``train.device``, if torch does not know the device.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"train.device: {exc}") from exc
 
 
 def autocast_for(device: torch.device, amp: bool | None) -> AbstractContextManager[Any]:
@@ -66,6 +73,8 @@ def prepare_run(cfg: Config) -> tuple[ImageDataset, ImageDataset, torch.device]:
             f"data.train_subset must be >= 1 (images) or null, got {cfg.data.train_subset}"
         )
     if cfg.train.threads is not None:
+        if cfg.train.threads < 1:
+            raise ConfigError(f"train.threads must be >= 1 or null, got {cfg.train.threads}")
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

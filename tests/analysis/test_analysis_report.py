@@ -63,6 +63,11 @@ def test_single_run_report(tmp_path: Path) -> None:
     assert "A single run" in page and "linear probe top-1 %" in page and "nt_xent (fixed)" in page
     assert len(_images(page)) == 3  # training curves, gradient weight, similarity histograms
     assert len(load_metrics(tmp_path / "run")) == 4
+    assert "weighted kNN (k = 200, t = 0.1)" in page
+    # the note says how this run's kNN was measured
+    other = apply_overrides(cfg, ["eval.knn_k=20", "eval.knn_t=0.07"])
+    write_fake_run(other, tmp_path / "run20", epochs=2)
+    assert "weighted kNN (k = 20, t = 0.07)" in write_report(tmp_path / "run20").read_text()
 
 
 def test_report_of_a_run_still_training(tmp_path: Path) -> None:

@@ -86,6 +86,14 @@ def test_cell_config(tmp_path: Path) -> None:
     opts.hard_top_k = 64
     cfg = cell_config(Cell("hard_simple", "none"), opts)
     assert (cfg.loss.policy, cfg.loss.top_k, cfg.loss.alpha) == ("fixed", 64, None)
+    base = tmp_path / "base.yaml"  # the base config's dataset holds unless the sweep names one
+    base.write_text("data:\n  dataset: mnist\n")
+    assert (
+        cell_config(
+            Cell("nt_xent", "fixed", 0.1), SweepOptions(out=tmp_path, config=str(base))
+        ).data.dataset
+        == "mnist"
+    )
     opts.overrides = ["loss.nonsense=1"]
     with pytest.raises(ConfigError):
         cell_config(Cell("nt_xent", "fixed", 0.1), opts)

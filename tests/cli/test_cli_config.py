@@ -158,3 +158,51 @@ def test_every_config_key_is_described_and_listed(capsys: pytest.CaptureFixture[
             )
             assert line.endswith(f"default {getattr(obj, f.name)!r}"), line
     assert "data.rotate" in out and "float | None" in out
+
+
+def test_text_values_are_taken_as_written_and_yaml_errors_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = apply_overrides(Config(), ["train.out=0755", "data.data_dir=data #2", "data.download=1"])
+    assert (cfg.train.out, cfg.data.data_dir) == ("0755", "data #2")  # not octal 493, not "data"
+    assert cfg.data.download is True  # YAML's 1
+    assert apply_overrides(cfg, ["train.out=~", "data.data_dir=null"]).train.out is None
+    assert apply_overrides(Config(), ["train.out='x y'"]).train.out == "x y"  # quotes unwrap
+    with pytest.raises(ConfigError, match="override loss.temperature="):
+        apply_overrides(Config(), ["loss.temperature=[0.1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loss:\n  temperature: [0.1\n")
+    assert main(["config", "--config", str(bad)]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_config(tmp_path)
+    assert main(["config", "--out", "0755", "--data-dir", "data #2"]) == 0
+    shown = capsys.readouterr().out
+    assert "out: '0755'" in shown and "data_dir: 'data #2'" in shown
+
+
+def test_demo_takes_the_users_method_and_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contrastlab.engine.run as engine_run
+
+    seen: list[Config] = []
+    monkeypatch.setattr(engine_run, "run", lambda cfg, resume=False: seen.append(cfg) or {})
+    monkeypatch.setattr(engine_run, "format_report", lambda summary: "report")
+    assert main(["demo"]) == 0
+    assert (seen[-1].method.name, seen[-1].train.max_time) == ("simclr", 1.5)
+    assert main(["demo", "--method", "byol", "--max-time", "5"]) == 0
+    assert (seen[-1].method.name, seen[-1].train.max_time) == ("byol", 5.0)
+    own = tmp_path / "own.yaml"
+    own.write_text("method:\n  name: moco\ntrain:\n  epochs: 2\n")
+    assert main(["demo", "--config", str(own)]) == 0  # the file is the whole intent
+    assert (seen[-1].method.name, seen[-1].train.max_time, seen[-1].train.epochs) == ("moco", None, 2)
+
+
+def test_bad_device_and_thread_count_are_config_errors() -> None:
+    from contrastlab.engine.setup import prepare_run
+
+    with pytest.raises(ConfigError, match="train.threads must be >= 1"):
+        prepare_run(apply_overrides(Config(), ["train.threads=0"]))
+    with pytest.raises(ConfigError, match="train.device"):
+        prepare_run(apply_overrides(Config(), ["train.device=gpu"]))
