@@ -116,7 +116,8 @@ def resolve_top_k(
     if alpha is not None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be a fraction in (0, 1], got {alpha!r}")
-        return max(1, math.ceil(alpha * n_negatives))
+        # ceil of the exact product: 0.07 · 100 is 7.000000000000001 in floating point, not 8
+        return max(1, math.ceil(round(alpha * n_negatives, 9)))
     if top_k is None:
         if required:
             raise ValueError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from contrastlab.losses._common import (
@@ -105,12 +106,14 @@ def hard_simple_loss(
     s_pos = _positive_sims(setup)
     sums: list[Tensor] = []
     for start, stop in row_blocks(a.shape[0], block_size_for(c.shape[0])):
-        sim = a[start:stop] @ c.T
-        rows = torch.arange(stop - start, device=a.device)
-        excluded = torch.zeros_like(sim, dtype=torch.bool)
-        excluded[rows, setup.self_index[start:stop]] = True
-        excluded[rows, setup.positive_index[start:stop]] = True
-        sims = sim.masked_fill(excluded, -math.inf).topk(k, dim=1).values
-        sums.append(sims.sum(dim=1))
+        with torch.no_grad():  # which negatives; nothing of this (rows, C) work is kept
+            scores = a[start:stop] @ c.T
+            rows = torch.arange(stop - start, device=a.device)
+            scores[rows, setup.self_index[start:stop]] = -math.inf
+            scores[rows, setup.positive_index[start:stop]] = -math.inf
+            hardest = scores.topk(k, dim=1).indices
+        # Σ_k s_ik = a_i · Σ_k c_k: the backward keeps the (rows, k) indices and (rows, D) sums.
+        kept = F.embedding_bag(hardest, c, mode="sum")
+        sums.append((a[start:stop] * kept).sum(dim=1))
     loss = -s_pos + lam_v * torch.cat(sums)
     return reduce(loss, torch.ones_like(s_pos, dtype=torch.bool), reduction)

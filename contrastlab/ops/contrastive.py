@@ -81,11 +81,42 @@ def contrastive_loss_dense(
     variant: Variant = "out",
     top_k: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Dense reference path of :func:`contrastive_loss` (builds the ``M × C`` logits)."""
+    """Dense reference path of :func:`contrastive_loss` (builds the ``M × C`` logits).
+
+    The similarities are computed in at least float32 even under autocast: at τ = 0.01 a bf16
+    product's rounding (~0.004 in a cosine) would move each logit by ~0.4."""
+    cdt = _compute_dtype(anchors.dtype)
+    with torch.autocast(anchors.device.type, enabled=False):
+        return _dense(
+            anchors.to(cdt),
+            contrast.to(cdt),
+            tau_fn,
+            anchor_ids,
+            contrast_ids,
+            pos_mask,
+            self_index,
+            None if paired is None else paired.to(cdt),
+            variant,
+            top_k,
+        )
+
+
+def _dense(
+    anchors: Tensor,
+    contrast: Tensor,
+    tau_fn: TauFn,
+    anchor_ids: Tensor | None,
+    contrast_ids: Tensor | None,
+    pos_mask: Tensor | None,
+    self_index: Tensor | None,
+    paired: Tensor | None,
+    variant: Variant,
+    top_k: int | None,
+) -> tuple[Tensor, Tensor]:
     m, c = anchors.shape[0], contrast.shape[0]
     device = anchors.device
-    cdt = _compute_dtype(anchors.dtype)
-    sim = (anchors @ contrast.T).to(cdt)
+    cdt = anchors.dtype
+    sim = anchors @ contrast.T
     pos = _positive_mask(m, c, device, anchor_ids, contrast_ids, pos_mask)
     valid = torch.ones(m, c, dtype=torch.bool, device=device)
     if self_index is not None:
@@ -116,6 +147,17 @@ def contrastive_loss_dense(
         loss = lse_all - lse_pos + torch.log(n_pos.clamp(min=1).to(cdt))
     loss = torch.where(has_pos, loss, torch.zeros_like(loss))
     return loss, has_pos
+
+
+def _backward_will_run(
+    anchors: Tensor, contrast: Tensor, paired: Tensor | None, tau_fn: TauFn
+) -> bool:
+    """Whether autograd will differentiate the loss: grad mode on and some input needs it."""
+    if not torch.is_grad_enabled():
+        return False
+    params = tau_fn.parameters() if isinstance(tau_fn, torch.nn.Module) else ()
+    inputs = (anchors, contrast, *(() if paired is None else (paired,)), *params)
+    return any(t.requires_grad for t in inputs)
 
 
 def contrastive_loss(
@@ -151,9 +193,15 @@ def contrastive_loss(
         top_k: keep only this many most similar negatives per anchor in the denominator.
         backend: ``"dense"`` builds the ``M × C`` logits (the reference); ``"tiled"`` is the
             memory-bounded kernel (peak extra memory O((M + C)·D + tile)); ``"auto"`` runs the
-            tiled kernel and keeps up to :class:`~contrastlab.ops.tiled.TileOptions`
-            ``.store_bytes`` (512 MiB) of its exponential tiles for the backward (all of them
-            when the ``M × C`` matrix fits: then nothing is recomputed).
+            dense path for tiny problems and for a per-pair τ that carries a gradient when the
+            ``M × C`` matrix fits ``TileOptions.store_bytes``, else the tiled kernel, which keeps
+            up to :class:`~contrastlab.ops.tiled.TileOptions` ``.store_bytes`` (512 MiB) of its
+            exponential tiles for the backward when one will run (all of them when the matrix
+            fits: then nothing is recomputed; only for a scalar τ and L_out without a mask).
+
+    Raises:
+        ValueError: an unknown ``backend`` or ``variant``, ``top_k`` < 1, or a ``pos_mask``
+            that is not ``(M, C)`` bool.
 
     Returns:
         ``(loss, has_positive)``: ``(M,)`` per-anchor losses (0 where no positive) in at least
@@ -161,11 +209,22 @@ def contrastive_loss(
     """
     if backend not in ("auto", "dense", "tiled"):
         raise ValueError(f"backend must be 'auto', 'dense' or 'tiled', got {backend!r}")
+    if variant not in ("out", "in"):
+        raise ValueError(f"variant must be 'out' or 'in', got {variant!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
+    shape = (anchors.shape[0], contrast.shape[0])
+    if pos_mask is not None and (pos_mask.dtype != torch.bool or tuple(pos_mask.shape) != shape):
+        raise ValueError(
+            f"pos_mask must be bool of shape {shape}, got {pos_mask.dtype} {tuple(pos_mask.shape)}"
+        )
     from contrastlab.ops.tiled import choose_backend, contrastive_loss_tiled
 
     store = False
     if backend == "auto":
         backend, store = choose_backend(anchors, contrast.shape[0] + (paired is not None), tau_fn)
+        # Stored tiles only serve a backward: without one they would just hold memory.
+        store = store and _backward_will_run(anchors, contrast, paired, tau_fn)
     run = contrastive_loss_dense if backend == "dense" else contrastive_loss_tiled
     extra = {} if backend == "dense" else {"store": store}
     return run(

@@ -196,15 +196,23 @@ def _exp(x: Tensor, base2: bool) -> Tensor:
 
 
 def _online(m: Tensor, s: Tensor, lg: Tensor, need_max: bool, base2: bool) -> Tensor:
-    """Add ``lg``'s rows to the running ``(m, s)`` in place; ``lg`` becomes ``base**(lg − m)``."""
+    """Add ``lg``'s rows to the running ``(m, s)`` in place; ``lg`` becomes ``base**(lg − m)``.
+
+    A row whose logits so far are all masked (−inf) keeps m = −inf, so that its first finite
+    logits set the shift, however negative (a shift of 0 would underflow them at small τ); the
+    arithmetic then shifts by 0 instead (``_shift``)."""
     if need_max:
         new = torch.maximum(m, lg.amax(dim=1))
-        new = torch.where(new == -math.inf, torch.zeros_like(new), new)
-        s.mul_(_exp(m - new, base2))
+        s.mul_(_exp(m - _shift(new), base2))
         m.copy_(new)
-    _exp(lg.sub_(m[:, None]), base2)
+    _exp(lg.sub_(_shift(m)[:, None]), base2)
     s.add_(lg.sum(dim=1))
     return lg
+
+
+def _shift(m: Tensor) -> Tensor:
+    """The running maximum as a shift: 0 where no finite logit has been seen (m = −inf)."""
+    return torch.where(m == -math.inf, torch.zeros_like(m), m)
 
 
 class TiledContrastive(torch.autograd.Function):
@@ -275,7 +283,7 @@ class TiledContrastive(torch.autograd.Function):
                 )
                 _online(m_r, s_r, lg, need_max, base2)
                 if keep:
-                    stored[t] = (lg, m_r.clone())
+                    stored[t] = (lg, _shift(m_r))
         has_pos = npos > 0
         # Natural-log LSE from base-unit statistics: ln Σ base**L = m / unit + ln s.
         lse = mx / unit + se.log()
@@ -306,8 +314,9 @@ class TiledContrastive(torch.autograd.Function):
         lse_b = torch.where(has_pos, lse, inf)
         lse_u = lse_b * unit
         inv_n = 1.0 / npos.clamp(min=1).to(cdt)
-        # "in": on positives W = P·exp(lse − lse_pos), so P − W = P·(1 − ratio).
-        ratio = torch.where(has_pos, torch.exp(lse - lse_pos), 0.0)
+        # "in": the positives' weights W = base**(L − lse_pos), from the logits themselves: as
+        # P·exp(lse − lse_pos) they overflow to inf·0 once the positives trail by > 88 nats.
+        lse_pos_u = torch.where(has_pos, lse_pos, inf) * unit
         need_c = ctx.needs_input_grad[2]
         gx = torch.zeros_like(x)
         gc = torch.zeros_like(c) if need_c else None
@@ -325,6 +334,9 @@ class TiledContrastive(torch.autograd.Function):
                     gc[c0:c1].addmm_(e.T, gxs[r0:r1] * sc)
                 continue
             lg, pos, tau_t = tiles.logits(r0, r1, c0, c1)
+            w = None
+            if pos is not None and plan.variant == "in" and not plan.class_sums:
+                w = _exp(lg.sub(lse_pos_u[r0:r1, None]).masked_fill_(~pos, -math.inf), base2)
             d = _exp(lg.sub_(lse_u[r0:r1, None]), base2)
             if plan.class_sums:
                 gx[r0:r1].addmm_(d, c[c0:c1], alpha=1.0)
@@ -335,7 +347,8 @@ class TiledContrastive(torch.autograd.Function):
             if plan.variant == "out":
                 d.sub_(pos * inv_n[r0:r1, None])
             else:
-                d.mul_(torch.where(pos, 1.0 - ratio[r0:r1, None], 1.0))
+                assert w is not None
+                d.sub_(w)
             d.mul_(g[r0:r1, None])
             if tau_t is not None:
                 d.div_(tau_t)

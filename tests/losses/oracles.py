@@ -111,7 +111,7 @@ def hard_nt_xent(z1, z2, tau: Tau = 0.5, top_k: int | None = None, alpha: float 
     ext = unit_rows(negatives) if negatives is not None else []
     n_neg = 2 * n - 2 + len(ext)
     if alpha is not None:
-        top_k = math.ceil(alpha * n_neg)
+        top_k = math.ceil(round(alpha * n_neg, 9))  # 0.07 · 100 = 7, not 8
     assert top_k is not None
     losses = []
     for i in range(2 * n):

@@ -160,7 +160,7 @@ def test_wang_liu_identities_similarity_level(tau):
     s_neg = (torch.rand(7, generator=g, dtype=F64) * 2 - 1).requires_grad_(True)
     loss = O.nt_xent_similarity_level(s_pos, list(s_neg), tau)
     gp, gn = torch.autograd.grad(loss, [s_pos, s_neg])
-    e_pos, e_neg = math.exp(float(s_pos) / tau), torch.exp(s_neg.detach() / tau)
+    e_pos, e_neg = math.exp(float(s_pos.detach()) / tau), torch.exp(s_neg.detach() / tau)
     p_neg = e_neg / (e_pos + e_neg.sum())
     torch.testing.assert_close(gn, p_neg / tau, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(gp, -p_neg.sum() / tau, rtol=1e-12, atol=1e-14)

@@ -353,3 +353,29 @@ def _params(fn):
         return inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return {}
+
+
+def test_alpha_keeps_the_exact_share_of_negatives() -> None:
+    from contrastlab.losses._common import resolve_top_k
+
+    # 0.07 · 100 is 7.000000000000001 in floating point: the top 7%, not 8
+    assert resolve_top_k(None, 0.07, 100, required=True) == 7
+    assert resolve_top_k(None, 0.0819, 510, required=True) == 42  # ceil(41.77)
+    assert resolve_top_k(None, 1e-6, 100, required=True) == 1
+
+
+def test_hard_simple_keeps_no_similarity_sized_tensor_for_backward() -> None:
+    from contrastlab.losses import hard_simple_loss
+
+    z1 = torch.nn.functional.normalize(torch.randn(256, 8), dim=1).requires_grad_(True)
+    z2 = torch.nn.functional.normalize(torch.randn(256, 8), dim=1)
+    saved: list[tuple[int, ...]] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = hard_simple_loss(z1, z2, top_k=4)
+    loss.backward()
+    assert max(math.prod(s) for s in saved) < 512 * 512  # no (2N, 2N) mask or matrix

@@ -7,6 +7,7 @@ blocks, with N not a multiple of the tile, and both kernel modes run: recomputat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -226,3 +227,78 @@ def test_large_temperature_range_stays_finite() -> None:
             got = nt_xent(z1, z2, tau, backend="tiled")
         ref = nt_xent(z1, z2, tau, backend="dense")
         assert _rel(got, ref) <= 1e-5
+
+
+def test_supcon_in_gradients_stay_finite_when_positives_trail_by_far() -> None:
+    # At τ = 0.01 the positives of these random anchors trail the best negative by far more than
+    # 88 nats: P·exp(lse − lse_pos) overflowed to inf·0 = NaN in the tiled backward.
+    feats = torch.randn(32, 2, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(32)
+    grads = {}
+    for backend, opts in (("dense", {}), ("tiled", {"rows": 5, "cols": 7}), ("auto", {})):
+        x = feats.clone().requires_grad_(True)
+        with tiled_options(**opts):
+            supcon(x, labels, temperature=0.01, variant="in", backend=backend).backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all(), backend
+        grads[backend] = x.grad
+    assert _rel(grads["tiled"], grads["dense"]) <= 1e-4
+    assert _rel(grads["auto"], grads["dense"]) <= 1e-4
+
+
+def test_a_row_whose_first_tiles_are_masked_keeps_its_own_shift() -> None:
+    # Sample 0's only positive has cosine −0.97 and sits in a later 1 × 1 tile than the masked
+    # self column: a running maximum reset to 0 underflowed its logits (−inf / NaN at τ 0.008).
+    th = math.acos(-0.97)
+    f = torch.tensor([[[1.0, 0.0]], [[math.cos(th), math.sin(th)]], [[math.cos(th), -math.sin(th)]]])
+    labels = torch.tensor([0, 0, 1])
+    for tau in (0.01, 0.008, 0.005):
+        for variant in ("out", "in"):
+            ref = supcon(f, labels, temperature=tau, variant=variant, reduction="none",
+                         backend="dense")
+            with tiled_options(rows=1, cols=1, store_bytes=0):
+                got = supcon(f, labels, temperature=tau, variant=variant, reduction="none",
+                             backend="tiled")
+            assert torch.isfinite(got).all() and _rel(got, ref) <= 1e-5, (tau, variant)
+
+
+def test_contrastive_loss_names_bad_arguments() -> None:
+    a = torch.nn.functional.normalize(torch.randn(4, 3), dim=1)
+    tau = Fixed(0.5)
+
+    def fn(s: Tensor, p: Tensor) -> Tensor:
+        return tau(s, positive=p)
+
+    ids = torch.arange(4)
+    with pytest.raises(ValueError, match="variant must be 'out' or 'in', got 'oops'"):
+        contrastive_loss(a, a, fn, anchor_ids=ids, contrast_ids=ids, variant="oops")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="top_k must be an int >= 1"):
+        contrastive_loss(a, a, fn, anchor_ids=ids, contrast_ids=ids, top_k=0)
+    with pytest.raises(ValueError, match=r"pos_mask must be bool of shape \(4, 4\)"):
+        contrastive_loss(a, a, fn, pos_mask=torch.ones(4, 3, dtype=torch.bool))
+
+
+def test_auto_keeps_no_tiles_when_no_backward_will_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contrastlab.ops.tiled as tiled
+
+    seen: list[bool] = []
+    real = tiled.contrastive_loss_tiled
+
+    def spy(*args: Any, store: bool = False, **kwargs: Any) -> Any:
+        seen.append(store)
+        return real(*args, store=store, **kwargs)
+
+    monkeypatch.setattr(tiled, "contrastive_loss_tiled", spy)
+    z1, z2 = _randn(6, 5), _randn(6, 3, 5)[:, 0]
+    with torch.no_grad():
+        nt_xent(z1, z2, 0.2)
+    nt_xent(z1, z2, 0.2)  # no input needs a gradient either
+    nt_xent(z1.requires_grad_(True), z2, 0.2)
+    assert seen == [False, False, True]
+
+
+def test_dense_path_keeps_float32_similarities_under_autocast() -> None:
+    z1, z2 = _randn(64, 16), _randn(64, 3, 16)[:, 0]
+    ref = nt_xent(z1, z2, 0.01, backend="dense")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = nt_xent(z1, z2, 0.01, backend="dense")
+    assert _rel(got, ref) <= 1e-5  # a bf16 product was off by ~0.2 at this τ
