@@ -74,7 +74,7 @@ def add_analysis_commands(subparsers: Any) -> None:
         description="Run every cell of the grid sequentially (resumable: finished cells are skipped, "
         "interrupted ones continue from their checkpoint). fixed and learnable policies run at every τ "
         "(learnable: initial τ); dystress and cosine run once per loss with loss.tau_min/tau_max; "
-        "losses without τ (simple, hard_simple) run once.",
+        "losses without τ (simple, hard_simple, align_uniform) run once.",
     )
     p.add_argument(
         "--dataset", help="dataset name (default: the --config file's, else fashion-mnist)"

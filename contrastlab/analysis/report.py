@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,8 +95,8 @@ def _e(value: Any) -> str:
 
 
 def _num(value: Any, spec: str = ".3f") -> str:
-    if value is None:
-        return "n/a"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"  # as in table.md
     if isinstance(value, float):
         return format(value, spec)
     return _e(value)
@@ -229,7 +230,7 @@ def _sweep_sections(root: Path) -> tuple[str, list[str]]:
     semantics = (
         "<p class='note'>Grid: fixed and learnable policies run at every τ (learnable: the initial τ); "
         "DySTreSS and the cosine schedule set τ themselves (τ_min/τ_max) and sit in the “—” column, as do "
-        "losses without a temperature (simple, HardSimple).</p>"
+        "losses without a temperature (simple, HardSimple, align_uniform).</p>"
     )
     sections = [
         _section(

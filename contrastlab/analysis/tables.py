@@ -2,8 +2,8 @@
 
 Layout (Wang & Liu, CVPR 2021, Table 1): one row per loss (and policy), one column per τ, each
 cell ``linear / kNN / uniformity / tolerance``. Cells whose policy sets τ itself (DySTreSS,
-cosine) or whose loss has no τ (simple, HardSimple) sit in the "—" column; a learnable policy's
-column is its initial τ.
+cosine) or whose loss has no τ (simple, HardSimple, align_uniform) sit in the "—" column; a
+learnable policy's column is its initial τ.
 """
 
 from __future__ import annotations
