@@ -52,6 +52,7 @@ def embed_views(
     """
     was_training = method.training
     method.eval()
+    custom = type(method).project is not Method.project
     gen = torch.Generator().manual_seed(seed)
     z1s, z2s, fs = [], [], []
     try:
@@ -59,7 +60,8 @@ def embed_views(
             v1, v2 = augment(images[start : start + batch], generator=gen)[:2]
             with autocast(v1.device, amp):
                 f1 = method.backbone(v1)
-                z1 = method.project(v1)
+                # the head on f1 saves a second backbone pass, unless a method customises project
+                z1 = method.project(v1) if custom else method.project_features(f1)
                 z2 = method.project(v2)
             z1s.append(normalize(z1.float()))
             z2s.append(normalize(z2.float()))

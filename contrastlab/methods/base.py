@@ -73,10 +73,18 @@ class Method(nn.Module):
 
         No side effects in eval mode (the diagnostics call it so).
         """
+        return self.project_features(self.backbone(images))
+
+    def project_features(self, feats: Tensor) -> Tensor:
+        """The projection head alone: backbone features ``(B, F)`` → ``(B, D)``, unnormalised.
+
+        The default applies the method's ``head``; a method without one overrides this (or
+        ``project``, which the diagnostics then call instead).
+        """
         head = getattr(self, "head", None)
         if head is None:
-            raise NotImplementedError(f"{type(self).__name__} must implement project()")
-        out: Tensor = head(self.backbone(images))
+            raise NotImplementedError(f"{type(self).__name__} must implement project_features()")
+        out: Tensor = head(feats)
         return out
 
     def training_step(

@@ -60,9 +60,9 @@ class BYOL(Method):
         self.symmetric = symmetric
         self.predictor_lr_scale = float(predictor_lr_scale)
 
-    def project(self, images: Tensor) -> Tensor:
-        """Online projections ``(B, D)`` (before the predictor)."""
-        out: Tensor = self.projector(self.backbone(images))
+    def project_features(self, feats: Tensor) -> Tensor:
+        """Online projections ``(B, D)`` of backbone features ``(B, F)`` (before the predictor)."""
+        out: Tensor = self.projector(feats)
         return out
 
     def training_step(
