@@ -83,6 +83,7 @@ def knn_scores(
 
 _U_BF16 = 2.0**-8  # unit roundoff of bf16 (8-bit significand, round to nearest even)
 _U_FP32 = 2.0**-24
+_MIN_CERTIFIED = 0.6  # below this share of certified queries the prefilter is slower than fp32
 
 
 def _gamma(n: int) -> float:
@@ -141,9 +142,15 @@ class _Bf16Bank:
             res = bank[a : a + 8192] - self.lo[a : a + 8192, :f].float()
             self.res_max = max(self.res_max, float(res.norm(dim=1).max()))
         self.certified = self.searched = 0  # queries certified / searched so far
+        # Set once the certificate fails too often to pay for the bf16 product, as on an
+        # untrained encoder's features (cosines of ~0.994 with 0.0008 between the 200th and
+        # the 400th neighbour): the remaining queries then go straight to the fp32 product.
+        self.gave_up = False
 
     def top(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """(m, k) similarities and bank indices of the k most similar rows, best first."""
+        if self.gave_up:
+            return self._exact(q, k)
         m, f = q.shape
         q_lo = torch.empty(m, f + 1, dtype=torch.bfloat16, device=q.device)
         q_lo[:, :f] = q
@@ -159,14 +166,20 @@ class _Bf16Bank:
         ok = top_s[:, -1].double() > self._bound(q, q_lo, best.values[:, -1].double())
         self.searched += m
         self.certified += int(ok.sum())
+        # the prefilter costs about half an fp32 product, and each uncertified query a whole one
+        self.gave_up = self.certified < _MIN_CERTIFIED * self.searched
         redo = (~ok).nonzero().squeeze(1)
-        step = max(1, self.block.shape[0] // 2)  # fp32 rows: the bf16 block's bytes
-        for a in range(0, redo.numel(), step):
-            rows = redo[a : a + step]
-            sim = torch.mm(q.index_select(0, rows), self.bank.T)
-            s, i = sim.topk(k, dim=1)
-            top_s[rows], top_i[rows] = s, i
+        if redo.numel():
+            top_s[redo], top_i[redo] = self._exact(q.index_select(0, redo), k)
         return top_s, top_i
+
+    def _exact(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The fp32 search for the queries ``q`` (m, F), in blocks of the bf16 block's bytes."""
+        step = max(1, self.block.shape[0] // 2)
+        parts = [
+            torch.mm(q[a : a + step], self.bank.T).topk(k, dim=1) for a in range(0, len(q), step)
+        ]
+        return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
 
     def _rescore(self, q: Tensor, cand: Tensor) -> Tensor:
         """Exact fp32 similarities q_i · b_{cand[i, j]}, (m, c), for the candidates ``cand``

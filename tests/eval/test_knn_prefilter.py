@@ -47,6 +47,7 @@ def test_prefilter_certifies_most_queries_and_finds_the_fp32_neighbours() -> Non
     ref_s, ref_i = torch.mm(q, bank.T).topk(200, dim=1)
     assert search.searched == 400
     assert search.certified >= 0.9 * 400  # the bound is tight enough to be useful
+    assert not search.gave_up
     torch.testing.assert_close(s, ref_s, rtol=0.0, atol=1e-6)
     assert torch.equal(i.sort(dim=1).values, ref_i.sort(dim=1).values)
 
@@ -88,6 +89,11 @@ def test_uncertified_queries_fall_back_to_the_fp32_search() -> None:
     ref_s, ref_i = torch.mm(nq, nb.T).topk(10, dim=1)
     assert torch.equal(i, ref_i)
     torch.testing.assert_close(s, ref_s, rtol=0.0, atol=1e-6)
+    # too few certified to pay for the bf16 product: the next queries skip it
+    assert search.gave_up
+    s2, i2 = search.top(nq, 10)
+    assert search.searched == 5  # not prefiltered again
+    assert torch.equal(i2, ref_i)
     assert torch.equal(
         knn_classify(bank, labels, q, k=10, prefilter=True),
         knn_classify(bank, labels, q, k=10, prefilter=False),
