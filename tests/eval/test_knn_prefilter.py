@@ -3,6 +3,8 @@ that holds on every pair, and the fp32 fallback for the queries it cannot certif
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -91,7 +93,7 @@ def test_uncertified_queries_fall_back_to_the_fp32_search() -> None:
     torch.testing.assert_close(s, ref_s, rtol=0.0, atol=1e-6)
     # too few certified to pay for the bf16 product: the next queries skip it
     assert search.gave_up
-    s2, i2 = search.top(nq, 10)
+    _, i2 = search.top(nq, 10)
     assert search.searched == 5  # not prefiltered again
     assert torch.equal(i2, ref_i)
     assert torch.equal(
@@ -121,9 +123,18 @@ def test_prefilter_with_single_query_chunks_and_more_queries_than_the_block() ->
     assert s.shape == (40, 50)
 
 
-def test_bound_holds_for_bf16_exact_inputs() -> None:
+@pytest.mark.parametrize("onednn", [True, False])
+def test_bound_holds_for_bf16_exact_inputs(onednn: bool) -> None:
     """With inputs that bf16 holds exactly, only the accumulation and the output's rounding are
-    left in the bound: a product that rounded its partial sums to bf16 would break it."""
+    left in the bound: a product that rounded its partial sums to bf16 would break it. Checked
+    through oneDNN's bf16 product and through PyTorch's own (used where oneDNN has no bf16)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # oneDNN's TF32 notice
+        with torch.backends.mkldnn.flags(enabled=onednn):
+            _check_exact_input_bound()
+
+
+def _check_exact_input_bound() -> None:
     g = torch.Generator().manual_seed(7)
     bank = (torch.randn(2000, 2048, generator=g) / 2048**0.5).bfloat16().float()
     q = (torch.randn(32, 2048, generator=g) / 2048**0.5).bfloat16().float()
