@@ -32,11 +32,11 @@ import torch.nn.functional as F
 
 from contrastlab.config import apply_overrides, config_from_run
 from contrastlab.engine.checkpoint import load_checkpoint
-from contrastlab.engine.evaluate import normalizer
+from contrastlab.engine.evaluate import split_features
 from contrastlab.engine.setup import method_for, placed, prepare_run
 from contrastlab.engine.trainer import CHECKPOINT
-from contrastlab.eval import extract_features, knn_accuracy, knn_scores
 from contrastlab.eval import knn as knn_mod
+from contrastlab.eval import knn_accuracy, knn_scores
 
 
 def run_features(run_dir: Path, threads: int) -> dict[str, Any]:
@@ -47,23 +47,12 @@ def run_features(run_dir: Path, threads: int) -> dict[str, Any]:
     train_set, test_set, device = prepare_run(cfg)
     method = placed(method_for(cfg, train_set, None), cfg, device)
     method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["method"])
-    norm = normalizer(train_set)
-    feats = [
-        extract_features(
-            method.backbone,
-            ds.images,
-            normalize_fn=norm,
-            device=device,
-            amp=cfg.train.amp,
-            channels_last=cfg.train.channels_last,
-        )
-        for ds in (train_set, test_set)
-    ]
+    feats = split_features(method.backbone, train_set, test_set, cfg, device)
     return {
         "run": run_dir.name,
-        "train": feats[0],
+        "train": feats["train"],
         "train_labels": train_set.labels,
-        "test": feats[1],
+        "test": feats["test"],
         "test_labels": test_set.labels,
         "k": cfg.eval.knn_k,
         "t": cfg.eval.knn_t,

@@ -25,7 +25,7 @@ from contrastlab.eval import extract_features, knn_accuracy, linear_probe
 from contrastlab.methods import Method
 from contrastlab.metrics import alignment, effective_rank, tolerance, uniformity
 
-__all__ = ["evaluate_backbone", "evaluate_run", "normalizer"]
+__all__ = ["evaluate_backbone", "evaluate_run", "normalizer", "split_features"]
 
 
 def normalizer(dataset: ImageDataset) -> Callable[[Tensor], Tensor]:
@@ -37,6 +37,30 @@ def normalizer(dataset: ImageDataset) -> Callable[[Tensor], Tensor]:
         return (x.float().div(255.0) - mean.to(x.device)) / std.to(x.device)
 
     return fn
+
+
+def split_features(
+    backbone: nn.Module,
+    train_set: ImageDataset,
+    test_set: ImageDataset,
+    cfg: Config,
+    device: torch.device,
+) -> dict[str, Tensor]:
+    """Frozen features of both splits as the evaluation reads them: ``train`` (N, F) and
+    ``test`` (M, F), float32, with the training split's normalisation and the run's bf16
+    autocast and memory layout."""
+    norm = normalizer(train_set)
+    return {
+        name: extract_features(
+            backbone,
+            ds.images,
+            normalize_fn=norm,
+            device=device,
+            amp=cfg.train.amp,
+            channels_last=cfg.train.channels_last,
+        )
+        for name, ds in (("train", train_set), ("test", test_set))
+    }
 
 
 def evaluate_backbone(
@@ -53,18 +77,7 @@ def evaluate_backbone(
         ``test_features``; float32 tensors) for further use.
     """
     t0 = time.perf_counter()
-    norm = normalizer(train_set)
-    feats = {
-        name: extract_features(
-            backbone,
-            ds.images,
-            normalize_fn=norm,
-            device=device,
-            amp=cfg.train.amp,
-            channels_last=cfg.train.channels_last,
-        )
-        for name, ds in (("train", train_set), ("test", test_set))
-    }
+    feats = split_features(backbone, train_set, test_set, cfg, device)
     num_classes = len(train_set.classes)
     knn = knn_accuracy(
         feats["train"],

@@ -150,6 +150,7 @@ class _Bf16Bank:
         # untrained encoder's features (cosines of ~0.994 with 0.0008 between the 200th and
         # the 400th neighbour): the remaining queries then go straight to the fp32 product.
         self.gave_up = False
+        self.fp32: _Fp32Bank | None = None  # the fallback search, made on first use
 
     def top(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """(m, k) similarities and bank indices of the k most similar rows, best first."""
@@ -179,11 +180,11 @@ class _Bf16Bank:
 
     def _exact(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The fp32 search for the queries ``q`` (m, F), in blocks of the bf16 block's bytes."""
-        step = max(1, self.block.shape[0] // 2)
-        parts = [
-            torch.mm(q[a : a + step], self.bank.T).topk(k, dim=1) for a in range(0, len(q), step)
-        ]
-        return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
+        if self.fp32 is None:
+            self.fp32 = _Fp32Bank(self.bank, max(1, self.block.shape[0] // 2))
+        step = self.fp32.block.shape[0]
+        parts = [self.fp32.top(q[a : a + step], k) for a in range(0, len(q), step)]
+        return torch.cat([s for s, _ in parts]), torch.cat([i for _, i in parts])
 
     def _rescore(self, q: Tensor, cand: Tensor) -> Tensor:
         """Exact fp32 similarities q_i · b_{cand[i, j]}, (m, c), for the candidates ``cand``
