@@ -35,6 +35,9 @@ KEYS = (
     "images_per_second",
     "epochs_done",
     "eval_seconds",
+    "features_seconds",
+    "knn_seconds",
+    "probe_seconds",
 )
 
 

@@ -114,10 +114,11 @@ def extract_features(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dev = torch.device(device)
-    chunks: list[Tensor] = []
+    n = images.shape[0]
+    out: Tensor | None = None
     with eval_mode(encoder), torch.inference_mode(), autocast(dev, amp):
         # No images still make one (empty) batch, so that the result is (0, F), not (0, 0).
-        for start in range(0, max(images.shape[0], 1), batch_size):
+        for start in range(0, max(n, 1), batch_size):
             x = normalize_fn(images[start : start + batch_size].to(dev, non_blocking=True))
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -126,5 +127,15 @@ def extract_features(
                 raise ValueError(
                     f"encoder must return (B, F) with B={x.shape[0]}, got {tuple(f.shape)}"
                 )
-            chunks.append(f.float().cpu())
-    return torch.cat(chunks)
+            if out is None:
+                out = torch.empty(n, f.shape[1])
+            elif f.shape[1] != out.shape[1]:
+                raise ValueError(
+                    f"encoder returned {f.shape[1]} features for images {start}.., "
+                    f"{out.shape[1]} before"
+                )
+            # Written straight into the result (cast and moved in one copy): a float copy per
+            # batch and their concatenation held the features twice at the end.
+            out[start : start + f.shape[0]].copy_(f)
+    assert out is not None  # the loop runs at least once
+    return out

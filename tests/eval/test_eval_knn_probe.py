@@ -221,6 +221,14 @@ def test_extract_features_shapes_modes_and_errors() -> None:
         extract_features(enc, imgs.float())
     g = extract_features(lambda x: x.flatten(1)[:, :5], imgs, amp=True)  # any callable
     assert g.shape == (10, 5)
+    # bf16 outputs are written into the float32 result as they are
+    h = extract_features(lambda x: x.flatten(1)[:, :5].bfloat16(), imgs, batch_size=4)
+    assert h.dtype == torch.float32 and torch.equal(h, g.bfloat16().float())
+    with pytest.raises(ValueError, match=r"encoder must return \(B, F\) with B=3"):
+        extract_features(lambda x: x.flatten(1)[:1], imgs, batch_size=3, amp=False)
+    widths = iter([5, 5, 6, 5])
+    with pytest.raises(ValueError, match="returned 6 features for images 6.., 5 before"):
+        extract_features(lambda x: x.flatten(1)[:, : next(widths)], imgs, batch_size=3, amp=False)
 
 
 def test_knn_monitor_fixed_subset() -> None:
