@@ -164,11 +164,27 @@ class _Bf16Bank:
             self.block = torch.empty(m, self.lo.shape[0], dtype=self.lo.dtype, device=q.device)
         approx = torch.mm(q_lo, self.lo.T, out=self.block[:m])  # (m, N): q̂·b̂ − 1
         best = approx.topk(self.candidates, dim=1)  # values sorted best first
-        cand = best.indices.sort(dim=1).values  # (m, c), ascending as CSR wants
-        exact = self._rescore(q, cand)  # (m, c) fp32
-        top_s, pos = exact.topk(k, dim=1)
-        top_i = cand.gather(1, pos)
-        ok = top_s[:, -1].double() > self._bound(q, q_lo, best.values[:, -1].double())
+        values = best.values.double()
+        # Rescoring reads every candidate's fp32 row, so it is done in two rounds: the best
+        # ``first`` candidates for every query, the rest only for the queries they leave
+        # uncertified (the bound at the last candidate read). On trained encoders' Fashion-MNIST
+        # features (k 200: 300, then 100 more) 6-12% of the queries needed the second round,
+        # 306-312 rows were read per query instead of 400, and the whole search took 10.7-11.1 s
+        # instead of 11.5-11.8 s at 2048 dimensions (6.0 s instead of 6.2-6.4 s at 1024), with
+        # the same votes.
+        first = min(self.candidates, k + (self.candidates - k) // 2)
+        top_s, top_i = self._rescored_top(q, best.indices[:, :first], k)
+        ok = top_s[:, -1].double() > self._bound(q, q_lo, values[:, first - 1])
+        more = (~ok).nonzero().squeeze(1)
+        if more.numel() and first < self.candidates:
+            q_more = q.index_select(0, more)
+            rest = best.indices[more, first:].sort(dim=1).values
+            s_all = torch.cat([top_s[more], self._rescore(q_more, rest)], dim=1)
+            i_all = torch.cat([top_i[more], rest], dim=1)
+            s_more, pos = s_all.topk(k, dim=1)
+            top_s[more], top_i[more] = s_more, i_all.gather(1, pos)
+            bound = self._bound(q_more, q_lo[more], values[more, -1])
+            ok[more] = s_more[:, -1].double() > bound
         self.searched += m
         self.certified += int(ok.sum())
         # the prefilter costs about half an fp32 product, and each uncertified query a whole one
@@ -185,6 +201,14 @@ class _Bf16Bank:
         step = self.fp32.block.shape[0]
         parts = [self.fp32.top(q[a : a + step], k) for a in range(0, len(q), step)]
         return torch.cat([s for s, _ in parts]), torch.cat([i for _, i in parts])
+
+    def _rescored_top(self, q: Tensor, cand: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The k best of the candidates ``cand`` (m, c ≥ k) by exact fp32 similarity to ``q``
+        (m, F): (m, k) similarities and bank indices, best first."""
+        cand = cand.sort(dim=1).values  # ascending, as the sampled product's CSR wants
+        exact = self._rescore(q, cand)
+        top_s, pos = exact.topk(k, dim=1)
+        return top_s, cand.gather(1, pos)
 
     def _rescore(self, q: Tensor, cand: Tensor) -> Tensor:
         """Exact fp32 similarities q_i · b_{cand[i, j]}, (m, c), for the candidates ``cand``
