@@ -157,3 +157,26 @@ def test_rescoring_is_an_fp32_product() -> None:
     got = knn_mod._Bf16Bank(bank, candidates=300, chunk=16)._rescore(q, cand)
     want = (q.double()[:, None, :] * bank.double()[cand]).sum(-1)
     assert ((got.double() - want).abs() <= knn_mod._gamma(2048) * 1.01).all()
+
+
+def test_second_round_rescores_only_the_queries_the_first_leaves_uncertified() -> None:
+    """300 candidates first, the other 100 only where needed: the answer is still the fp32
+    product's, for queries certified in either round."""
+    xtr, _, xte, _ = _features(8000, 400, 512, 10, seed=1, spread=4.0)  # dense near the 200th
+    bank, q = F.normalize(xtr, dim=1), F.normalize(xte, dim=1)
+    search = knn_mod._Bf16Bank(bank, candidates=400, chunk=128)
+    rows: list[int] = []
+    rescore = search._rescore
+
+    def counting(qq: Tensor, cand: Tensor) -> Tensor:
+        rows.append(cand.numel())
+        return rescore(qq, cand)
+
+    search._rescore = counting  # type: ignore[method-assign]
+    s, i = search.top(q, 200)
+    assert rows[0] == 400 * 300
+    assert len(rows) == 2 and 0 < rows[1] < 400 * 100  # some queries, not all, went on
+    assert search.certified > 0.9 * 400
+    ref_s, ref_i = torch.mm(q, bank.T).topk(200, dim=1)
+    torch.testing.assert_close(s, ref_s, rtol=0.0, atol=1e-6)
+    assert torch.equal(i.sort(dim=1).values, ref_i.sort(dim=1).values)
