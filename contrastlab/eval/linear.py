@@ -189,8 +189,9 @@ def _train_probe(
     # Each minibatch's rows are gathered into one reused block that stays in cache for both
     # products, and the gradient and the AdamW update are written out: on 2048-d features
     # (batch 1024, bf16, 2 Zen-4 threads) a step took ~1.7 ms against ~3 ms with autograd,
-    # ``torch.optim.AdamW`` and a shuffled copy of the whole split per epoch, and the first
-    # ``torch.optim`` step of a process spent ~1.7 s importing modules it does not need here.
+    # ``torch.optim.AdamW`` and a shuffled copy of the whole split per epoch. In a fresh
+    # process, ``nn.utils.skip_init`` and the first ``torch.optim`` step had also imported
+    # sympy and parts of ``torch._dynamo``: ~1.7 s of the first probe.
     block = torch.empty(min(batch_size, n), d, dtype=x_steps.dtype)
     last_loss = float("nan")
     step = 0
