@@ -164,7 +164,7 @@ class _Bf16Bank:
             self.block = torch.empty(m, self.lo.shape[0], dtype=self.lo.dtype, device=q.device)
         approx = torch.mm(q_lo, self.lo.T, out=self.block[:m])  # (m, N): q̂·b̂ − 1
         best = approx.topk(self.candidates, dim=1)  # values sorted best first
-        values = best.values.double()
+        values = best.values
         # Rescoring reads every candidate's fp32 row, so it is done in two rounds: the best
         # ``first`` candidates for every query, the rest only for the queries they leave
         # uncertified (the bound at the last candidate read). On trained encoders' Fashion-MNIST
@@ -174,7 +174,7 @@ class _Bf16Bank:
         # the same votes.
         first = min(self.candidates, k + (self.candidates - k) // 2)
         top_s, top_i = self._rescored_top(q, best.indices[:, :first], k)
-        ok = top_s[:, -1].double() > self._bound(q, q_lo, values[:, first - 1])
+        ok = top_s[:, -1].double() > self._bound(q, q_lo, values[:, first - 1].double())
         more = (~ok).nonzero().squeeze(1)
         if more.numel() and first < self.candidates:
             q_more = q.index_select(0, more)
@@ -183,7 +183,7 @@ class _Bf16Bank:
             i_all = torch.cat([top_i[more], rest], dim=1)
             s_more, pos = s_all.topk(k, dim=1)
             top_s[more], top_i[more] = s_more, i_all.gather(1, pos)
-            bound = self._bound(q_more, q_lo[more], values[more, -1])
+            bound = self._bound(q_more, q_lo[more], values[more, -1].double())
             ok[more] = s_more[:, -1].double() > bound
         self.searched += m
         self.certified += int(ok.sum())
