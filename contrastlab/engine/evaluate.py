@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from contrastlab.config import Config
 from contrastlab.data import ImageDataset, MultiViewAugment
@@ -28,13 +29,28 @@ from contrastlab.metrics import alignment, effective_rank, tolerance, uniformity
 __all__ = ["evaluate_backbone", "evaluate_run", "normalizer", "split_features"]
 
 
-def normalizer(dataset: ImageDataset) -> Callable[[Tensor], Tensor]:
-    """uint8 ``(B, C, H, W)`` → float normalised with the dataset's mean and std."""
+def normalizer(dataset: ImageDataset, side: int | None = None) -> Callable[[Tensor], Tensor]:
+    """uint8 ``(B, C, H, W)`` → float normalised with the dataset's mean and std.
+
+    Args:
+        side: if set, the normalised images are then resized to ``(B, C, side, side)``
+            (bilinear, antialiased when shrinking), e.g. to read an encoder trained on resized
+            crops at another test-time resolution (Touvron et al. 2019, "Fixing the train-test
+            resolution discrepancy"). None keeps the images' own size.
+
+    Raises:
+        ValueError: if ``side`` is not a positive int.
+    """
+    if side is not None and side < 1:
+        raise ValueError(f"side must be a positive int or None, got {side}")
     mean = torch.tensor(dataset.mean).view(1, -1, 1, 1)
     std = torch.tensor(dataset.std).view(1, -1, 1, 1)
 
     def fn(x: Tensor) -> Tensor:
-        return (x.float().div(255.0) - mean.to(x.device)) / std.to(x.device)
+        y = (x.float().div(255.0) - mean.to(x.device)) / std.to(x.device)
+        if side is None or y.shape[-2:] == (side, side):
+            return y
+        return F.interpolate(y, size=(side, side), mode="bilinear", antialias=True)
 
     return fn
 
@@ -45,11 +61,12 @@ def split_features(
     test_set: ImageDataset,
     cfg: Config,
     device: torch.device,
+    side: int | None = None,
 ) -> dict[str, Tensor]:
     """Frozen features of both splits as the evaluation reads them: ``train`` (N, F) and
     ``test`` (M, F), float32, with the training split's normalisation and the run's bf16
-    autocast and memory layout."""
-    norm = normalizer(train_set)
+    autocast and memory layout (the images resized to ``side``, if set: see ``normalizer``)."""
+    norm = normalizer(train_set, side)
     return {
         name: extract_features(
             backbone,

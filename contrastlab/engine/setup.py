@@ -98,16 +98,23 @@ def prepare_run(cfg: Config) -> tuple[ImageDataset, ImageDataset, torch.device]:
     return train_set.to(device), test_set.to(device), device
 
 
-def precise_bn_pass(cfg: Config, method: Method, dataset: ImageDataset, device: torch.device) -> float:
+def precise_bn_pass(
+    cfg: Config,
+    method: Method,
+    dataset: ImageDataset,
+    device: torch.device,
+    side: int | None = None,
+) -> float:
     """Recompute the backbone's BN statistics over ``cfg.train.precise_bn`` unaugmented training
-    images (a seeded subset, batches of ~512); returns the seconds taken."""
+    images (a seeded subset, batches of ~512), resized to ``side`` if set (see ``normalizer``);
+    returns the seconds taken."""
     t0 = time.perf_counter()
     n = min(int(cfg.train.precise_bn or 0), len(dataset))
     if n < 2:
         return 0.0
     gen = torch.Generator().manual_seed(cfg.train.seed + 29)
     order = torch.randperm(len(dataset), generator=gen)[:n]
-    norm = normalizer(dataset)
+    norm = normalizer(dataset, side)
 
     def batches() -> Iterator[Tensor]:
         for idx in torch.tensor_split(order, math.ceil(n / 512)):
