@@ -15,6 +15,9 @@ before the mode), then the usual evaluation. Everything after ``--`` goes to ``c
   - ``--conv-stem C`` replaces the space-to-depth stem by a learned one at full resolution:
     conv3×3 (C channels) → max-pool 2 → BN → ReLU, so unit 1 reads C channels instead of the
     4 pixels of each 2×2 patch (ninth round);
+  - ``--max-features`` appends the last map's global max (after the ReLU) to its global mean:
+    2 × ``feat_dim`` features, read by the head and by the evaluation, for almost no extra
+    convolution work (twenty-ninth round);
   - ``--debiased TAU_PLUS``: SimCLR trains with the debiased NT-Xent of Chuang et al. (2020)
     at class prior TAU_PLUS (0.1 for ten balanced classes) instead of ``nt_xent`` (ninth round);
   - ``--decoupled``: SimCLR trains with the decoupled contrastive loss of Yeh et al. (2022),
@@ -38,7 +41,9 @@ statistics (``contrastlab.nn.recompute_bn_stats``) over ``--images`` unaugmented
 ``eval-sizes``: re-evaluates a saved run (kNN and linear probe, as ``contrastlab eval``) with the
 train and test images resized to each side in ``--sizes`` (bilinear, antialiased) before the
 encoder: test-time resolution, as in FixRes (Touvron et al. 2019). A run trained with
-``--res-blocks`` is re-evaluated with the same ``--res-blocks`` (they go before the mode).
+``--res-blocks`` is re-evaluated with the same ``--res-blocks`` (they go before the mode). The
+BN statistics are not recomputed at the new side; ``eval_resolution.py`` (twenty-ninth round)
+does recompute them, and chooses the side on held-out training images.
 
     OMP_NUM_THREADS=1 python benchmarks/training/ab_variants.py --res-blocks 0,1,0 train -- \\
         --method simclr --max-time 10 --seed 0 --set train.threads=1 --out runs/ab7/res010
@@ -86,8 +91,11 @@ def patch_small_cnn(
     feature_dropout: float,
     bn_neck: bool = False,
     conv_stem: int = 0,
+    max_features: bool = False,
 ) -> None:
-    """Change ``SmallCNN`` (every instance built afterwards) in this process."""
+    """Change ``SmallCNN`` (every instance built afterwards) in this process. ``max_features``
+    appends the last map's global max (after the ReLU) to its global mean: 2 × feat_dim
+    features for almost no extra compute (twenty-ninth round)."""
     base_init = small_cnn.SmallCNN.__init__
     base_forward = small_cnn.SmallCNN.forward
 
@@ -112,17 +120,24 @@ def patch_small_cnn(
             )
             self.stem = stem  # type: ignore[assignment]
             self.unit1[0] = unit1_conv
+        if max_features:
+            self.feat_dim *= 2
 
     def forward(self: small_cnn.SmallCNN, x: Tensor) -> Tensor:
-        y = base_forward(self, x)
+        if max_features:
+            conv, bn, _relu = self.unit4
+            last = bn(conv(self.unit3(self.unit2(self.unit1(self.stem(x))))))
+            y = torch.cat([small_cnn.relu_global_mean(last), torch.relu(last).amax(dim=(2, 3))], 1)
+        else:
+            y = base_forward(self, x)
         if bn_neck:
             neck: nn.Module = self.neck  # type: ignore[assignment]
             y = neck(y.float())
         return F.dropout(y, feature_dropout, self.training)
 
-    if any(res_blocks) or bn_neck or conv_stem:
+    if any(res_blocks) or bn_neck or conv_stem or max_features:
         small_cnn.SmallCNN.__init__ = init  # type: ignore[method-assign]
-    if feature_dropout > 0 or bn_neck:
+    if feature_dropout > 0 or bn_neck or max_features:
         small_cnn.SmallCNN.forward = forward  # type: ignore[method-assign]
 
 
@@ -299,15 +314,7 @@ def eval_sizes(run_dir: Path, sizes: list[int]) -> None:
     for side in sizes:
 
         def resized(ds: object, side: int = side) -> Callable[[Tensor], Tensor]:
-            norm = native(ds)  # type: ignore[arg-type]
-
-            def fn(x: Tensor) -> Tensor:
-                y = norm(x)
-                if y.shape[-1] == side and y.shape[-2] == side:
-                    return y
-                return F.interpolate(y, size=(side, side), mode="bilinear", antialias=True)
-
-            return fn
+            return native(ds, side)  # type: ignore[arg-type]
 
         evaluate.normalizer = resized  # type: ignore[assignment]
         _print_eval(f"{run_dir.name}  side {side}", cfg, method, train_set, test_set, device)
@@ -348,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         "--conv-stem", type=int, default=0, help="C: conv3x3(C)-maxpool-BN-ReLU stem at full size"
     )
     parser.add_argument(
+        "--max-features", action="store_true", help="global max beside the mean (2x features)"
+    )
+    parser.add_argument(
         "--debiased", type=float, default=0.0, help="SimCLR: debiased NT-Xent, class prior"
     )
     parser.add_argument("--decoupled", action="store_true", help="SimCLR: decoupled loss (DCL)")
@@ -375,7 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--feature-dropout must be in [0, 1), got {ns.feature_dropout}")
     if ns.conv_stem < 0:
         parser.error(f"--conv-stem must be >= 0 channels, got {ns.conv_stem}")
-    patch_small_cnn((blocks[0], blocks[1], blocks[2]), ns.feature_dropout, ns.bn_neck, ns.conv_stem)
+    patch_small_cnn(
+        (blocks[0], blocks[1], blocks[2]),
+        ns.feature_dropout,
+        ns.bn_neck,
+        ns.conv_stem,
+        ns.max_features,
+    )
     patch_views(ns.view_set)
     if ns.grey_op:
         patch_grey_op(ns.grey_op)
