@@ -37,40 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from eval_target import emit_jsonl  # same folder: the script's directory is on sys.path
 
-from contrastlab.config import Config, apply_overrides, config_from_run
+from contrastlab.config import apply_overrides, config_from_run
 from contrastlab.engine.checkpoint import load_checkpoint
-from contrastlab.engine.evaluate import split_features
+from contrastlab.engine.evaluate import read_out, split_features
 from contrastlab.engine.setup import method_for, placed, precise_bn_pass, prepare_run
 from contrastlab.engine.trainer import CHECKPOINT
 from contrastlab.engine.views import with_stored_defaults
-from contrastlab.eval import knn_accuracy, linear_probe
 
 #: training images held out to choose the side, and the seed of their choice.
 VAL_IMAGES = 10_000
 VAL_SEED = 1234
-
-
-def _scores(
-    cfg: Config, bank: Tensor, bank_labels: Tensor, query: Tensor, query_labels: Tensor
-) -> dict[str, float]:
-    """kNN and linear-probe top-1 (percent) of ``query`` with ``bank`` as the kNN bank and the
-    probe's training set, at the run's evaluation settings."""
-    knn = knn_accuracy(bank, bank_labels, query, query_labels, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
-    probe = linear_probe(
-        bank,
-        bank_labels,
-        query,
-        query_labels,
-        epochs=cfg.eval.linear_epochs,
-        lr=cfg.eval.linear_lr,
-        weight_decay=cfg.eval.linear_weight_decay,
-        batch_size=cfg.eval.linear_batch_size,
-        seed=cfg.train.seed,
-        amp=cfg.train.amp,
-    )
-    return {"knn": float(knn), "linear": float(probe.test_top1)}
 
 
 def evaluate_sides(run_dir: Path, sides: list[int], threads: int) -> list[dict[str, Any]]:
@@ -94,16 +72,16 @@ def evaluate_sides(run_dir: Path, sides: list[int], threads: int) -> list[dict[s
         with torch.no_grad():
             feats = split_features(method.backbone, train_set, test_set, cfg, device, side=side)
         train_f = feats["train"]
-        val = _scores(cfg, train_f[fit_idx], labels[fit_idx], train_f[val_idx], labels[val_idx])
-        test = _scores(cfg, train_f, labels, feats["test"], test_set.labels.cpu())
+        val = read_out(cfg, train_f[fit_idx], labels[fit_idx], train_f[val_idx], labels[val_idx])
+        test = read_out(cfg, train_f, labels, feats["test"], test_set.labels.cpu())
         rows.append(
             {
                 "run": run_dir.name,
                 "side": side,
-                "val_linear_top1": round(val["linear"], 2),
-                "val_knn_top1": round(val["knn"], 2),
-                "test_linear_top1": round(test["linear"], 2),
-                "test_knn_top1": round(test["knn"], 2),
+                "val_linear_top1": round(val["linear_top1"], 2),
+                "val_knn_top1": round(val["knn_top1"], 2),
+                "test_linear_top1": round(test["linear_top1"], 2),
+                "test_knn_top1": round(test["knn_top1"], 2),
                 "saved_linear_top1": saved.get("linear_top1"),
                 "saved_knn_top1": saved.get("knn_top1"),
                 "seconds": round(time.perf_counter() - t0, 1),
@@ -126,12 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if not sides or min(sides) < 8 or any(s % 2 for s in sides):
         p.error(f"--sides needs even sides >= 8, got {args.sides!r}")
     for run_dir in args.run_dirs:
-        for row in evaluate_sides(run_dir, sides, args.threads):
-            line = json.dumps(row)
-            print(line, flush=True)
-            if args.out is not None:
-                with args.out.open("a") as fh:
-                    fh.write(line + "\n")
+        emit_jsonl(evaluate_sides(run_dir, sides, args.threads), args.out)
     return 0
 
 

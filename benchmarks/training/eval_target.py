@@ -77,6 +77,16 @@ def evaluate_encoders(run_dir: Path, threads: int) -> list[dict[str, Any]]:
     return out
 
 
+def emit_jsonl(rows: list[dict[str, Any]], out: Path | None) -> None:
+    """Print each row as one JSON line and, if ``out`` is set, append the lines to it."""
+    lines = [json.dumps(row) for row in rows]
+    for line in lines:
+        print(line, flush=True)
+    if out is not None:
+        with out.open("a") as fh:
+            fh.writelines(line + "\n" for line in lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dirs", nargs="+", type=Path)
@@ -84,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="append the JSON lines to this file too")
     args = p.parse_args(argv)
     for run_dir in args.run_dirs:
-        for row in evaluate_encoders(run_dir, args.threads):
-            line = json.dumps(row)
-            print(line, flush=True)
-            if args.out is not None:
-                with args.out.open("a") as fh:
-                    fh.write(line + "\n")
+        emit_jsonl(evaluate_encoders(run_dir, args.threads), args.out)
     return 0
 
 

@@ -26,7 +26,7 @@ from contrastlab.eval import extract_features, knn_accuracy, linear_probe
 from contrastlab.methods import Method
 from contrastlab.metrics import alignment, effective_rank, tolerance, uniformity
 
-__all__ = ["evaluate_backbone", "evaluate_run", "normalizer", "split_features"]
+__all__ = ["evaluate_backbone", "evaluate_run", "normalizer", "read_out", "split_features"]
 
 
 def normalizer(dataset: ImageDataset, side: int | None = None) -> Callable[[Tensor], Tensor]:
@@ -90,6 +90,54 @@ _EVAL_KEYS = (
 )
 
 
+def read_out(
+    cfg: Config,
+    bank: Tensor,
+    bank_labels: Tensor,
+    query: Tensor,
+    query_labels: Tensor,
+    num_classes: int | None = None,
+) -> dict[str, float]:
+    """The two read-outs of frozen features at the run's evaluation settings (``cfg.eval``;
+    SPEC.md §9): weighted-kNN top-1 of ``query`` (M, F) with ``bank`` (N, F) as its neighbours,
+    and the top-1 of a linear probe trained on ``bank`` and scored on ``query`` (percent);
+    labels are (N,) and (M,). ``num_classes`` is the kNN's vote width (None: from the labels).
+
+    Returns:
+        ``knn_top1``, ``linear_top1``, and the seconds each took (``knn_seconds``,
+        ``probe_seconds``).
+    """
+    t0 = time.perf_counter()
+    knn = knn_accuracy(
+        bank,
+        bank_labels,
+        query,
+        query_labels,
+        k=cfg.eval.knn_k,
+        t=cfg.eval.knn_t,
+        num_classes=num_classes,
+    )
+    t1 = time.perf_counter()
+    probe = linear_probe(
+        bank,
+        bank_labels,
+        query,
+        query_labels,
+        epochs=cfg.eval.linear_epochs,
+        lr=cfg.eval.linear_lr,
+        weight_decay=cfg.eval.linear_weight_decay,
+        batch_size=cfg.eval.linear_batch_size,
+        seed=cfg.train.seed,
+        amp=cfg.train.amp,
+    )
+    return {
+        "knn_top1": float(knn),
+        "linear_top1": float(probe.test_top1),
+        "knn_seconds": t1 - t0,
+        "probe_seconds": time.perf_counter() - t1,
+    }
+
+
 def evaluate_backbone(
     backbone: nn.Module,
     train_set: ImageDataset,
@@ -107,37 +155,18 @@ def evaluate_backbone(
     t0 = time.perf_counter()
     feats = split_features(backbone, train_set, test_set, cfg, device)
     t1 = time.perf_counter()
-    num_classes = len(train_set.classes)
-    knn = knn_accuracy(
+    scores = read_out(
+        cfg,
         feats["train"],
         train_set.labels,
         feats["test"],
         test_set.labels,
-        k=cfg.eval.knn_k,
-        t=cfg.eval.knn_t,
-        num_classes=num_classes,
+        num_classes=len(train_set.classes),
     )
-    t2 = time.perf_counter()
-    probe = linear_probe(
-        feats["train"],
-        train_set.labels,
-        feats["test"],
-        test_set.labels,
-        epochs=cfg.eval.linear_epochs,
-        lr=cfg.eval.linear_lr,
-        weight_decay=cfg.eval.linear_weight_decay,
-        batch_size=cfg.eval.linear_batch_size,
-        seed=cfg.train.seed,
-        amp=cfg.train.amp,
-    )
-    t3 = time.perf_counter()
     return {
-        "knn_top1": float(knn),
-        "linear_top1": float(probe.test_top1),
-        "eval_seconds": t3 - t0,
+        **scores,
+        "eval_seconds": time.perf_counter() - t0,
         "features_seconds": t1 - t0,
-        "knn_seconds": t2 - t1,
-        "probe_seconds": t3 - t2,
         "train_features": feats["train"],
         "test_features": feats["test"],
     }
