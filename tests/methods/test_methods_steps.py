@@ -184,7 +184,7 @@ def test_symmetric_false_is_refused_where_it_does_not_apply() -> None:
 
 def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
     """SupCon's default CNN is 48-96-192-1024 with a learned stem, pooled after units 1 and 2;
-    SimCLR's the same pooled after units 1 and 3; MoCo's and BYOL's 32-64-128-1024 with the
+    SimCLR's and MoCo's the same pooled after units 1 and 3; BYOL's 32-64-128-1024 with the
     space-to-depth stem, pooled after units 1 and 3; a width the user sets gives w-2w-4w-32w;
     and a config written before these defaults (feat_dim null) rebuilds a last width of 32 ×
     width."""
@@ -196,11 +196,11 @@ def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
 
     sup = model("method.name=supcon")
     assert (sup.width, sup.feat_dim, sup.pools, sup.stem_width) == (48, 1024, "1,2", 16)
-    sim = model("method.name=simclr")
-    assert (sim.width, sim.feat_dim, sim.pools, sim.stem_width) == (48, 1024, "1,3", 16)
-    for name in ("moco", "byol"):
-        other = model(f"method.name={name}")
-        assert (other.width, other.feat_dim, other.pools, other.stem_width) == (32, 1024, "1,3", 0)
+    for name in ("simclr", "moco"):
+        sim = model(f"method.name={name}")
+        assert (sim.width, sim.feat_dim, sim.pools, sim.stem_width) == (48, 1024, "1,3", 16)
+    byol = model("method.name=byol")
+    assert (byol.width, byol.feat_dim, byol.pools, byol.stem_width) == (32, 1024, "1,3", 0)
     built = build_method(apply_overrides(Config(), ["method.name=supcon"]), in_channels=1)
     widths = [m.out_channels for m in built.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
     assert widths == [16, 48, 96, 192, 1024] and built.feat_dim == 1024  # the learned stem first
