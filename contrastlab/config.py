@@ -88,13 +88,12 @@ class ModelConfig:
     first width (its four stages use w, 2w, 4w and ``feat_dim``); ``feat_dim`` is the small CNN's
     last width, which is its feature dimension; ``pools`` lists the small CNN's units (of 1, 2,
     3) that end with a 2×2 max-pool, comma-separated. None in these keys means the method's
-    default (``contrastlab.methods.SMALL_CNN_DEFAULTS``): widths 48-96-192-1024 with pools
-    "1,2" for SupCon and "1,3" for SimCLR and MoCo, widths 32-64-128-1024 and pools "1,3" for
-    BYOL; with ``width`` set and ``feat_dim`` None the last width is 32 × width (see
-    ``contrastlab.nn.small_cnn``). ``stem_width`` chooses the small CNN's stem: 0 is the
-    space-to-depth stem (2×2 pixel patches), C > 0 a learned one at full resolution (3×3
-    convolution with C channels, 2×2 max-pool, BN, ReLU); None is the method's default (16 for
-    SupCon, SimCLR and MoCo, 0 for BYOL).
+    default (``contrastlab.methods.SMALL_CNN_DEFAULTS``): widths 48-96-192-1024 for every
+    method, with pools "1,2" for SupCon and "1,3" for SimCLR, MoCo and BYOL; with ``width`` set
+    and ``feat_dim`` None the widths are w-2w-4w-32w (see ``contrastlab.nn.small_cnn``).
+    ``stem_width`` chooses the small CNN's stem: 0 is the space-to-depth stem (2×2 pixel
+    patches), C > 0 a learned one at full resolution (3×3 convolution with C channels, 2×2
+    max-pool, BN, ReLU); None is the method's default (16 for every method).
     ``mirror`` builds the small CNN from mirror-equivariant layers, so that an image and its
     mirror image get the same features (``contrastlab.nn.mirror``; even widths only).
     ``cifar_stem`` is the ResNets' 3×3 stem. The projection head (SimCLR, SupCon, MoCo; BYOL's

@@ -17,7 +17,7 @@ channels_last, ≈1.9k views per CPU-second vs ≈0.6k for plain conv-BN-ReLU-po
   pixel patches has a 6×6 receptive field at stride 2 with no extra FLOPs.
 * ``stem_width=C`` replaces the space-to-depth stem by a learned one at full resolution
   (conv3×3 with C channels → max-pool 2 → BN → ReLU, pooled before BN as below). With C = 16
-  it adds 0.1 M multiply-adds per 28×28 image; SupCon, SimCLR and MoCo use it by default (see
+  it adds 0.1 M multiply-adds per 28×28 image; every method uses it by default (see
   ``contrastlab.methods.SMALL_CNN_DEFAULTS``).
 * Pool before BN/ReLU (as in Keller Jordan's airbench): normalisation and activation run on the
   4× smaller pooled map.
@@ -41,8 +41,8 @@ channels_last, ≈1.9k views per CPU-second vs ≈0.6k for plain conv-BN-ReLU-po
   7×7 and 0.66 M at 3×3, so a SimCLR model step (batch 256, two views) took 162 ms instead of
   264 ms, paired. In four-epoch runs (one seed) it cost SimCLR 1.1 linear-probe points per epoch
   and 0.8 at equal compute, and SupCon nothing per epoch, so SupCon uses it by default
-  (``contrastlab.methods.SMALL_CNN_DEFAULTS``, which also widens SupCon's, SimCLR's and MoCo's
-  CNN to 48-96-192-1024).
+  (``contrastlab.methods.SMALL_CNN_DEFAULTS``, which also widens every method's CNN to
+  48-96-192-1024).
 
 * ``mirror=True`` builds the same layout from the mirror-equivariant layers of
   :mod:`contrastlab.nn.mirror` (each unit's filters come in mirror-image pairs, BN is shared per

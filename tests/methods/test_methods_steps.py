@@ -184,10 +184,9 @@ def test_symmetric_false_is_refused_where_it_does_not_apply() -> None:
 
 def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
     """SupCon's default CNN is 48-96-192-1024 with a learned stem, pooled after units 1 and 2;
-    SimCLR's and MoCo's the same pooled after units 1 and 3; BYOL's 32-64-128-1024 with the
-    space-to-depth stem, pooled after units 1 and 3; a width the user sets gives w-2w-4w-32w;
-    and a config written before these defaults (feat_dim null) rebuilds a last width of 32 ×
-    width."""
+    SimCLR's, MoCo's and BYOL's the same pooled after units 1 and 3; a width the user sets gives
+    w-2w-4w-32w, with the method's stem; and a config written before these defaults (feat_dim
+    null) rebuilds a last width of 32 × width."""
     from contrastlab.config import config_from_run, config_to_dict
     from contrastlab.methods import with_model_defaults
 
@@ -196,16 +195,15 @@ def test_small_cnn_defaults_per_method_and_a_users_width() -> None:
 
     sup = model("method.name=supcon")
     assert (sup.width, sup.feat_dim, sup.pools, sup.stem_width) == (48, 1024, "1,2", 16)
-    for name in ("simclr", "moco"):
+    for name in ("simclr", "moco", "byol"):
         sim = model(f"method.name={name}")
         assert (sim.width, sim.feat_dim, sim.pools, sim.stem_width) == (48, 1024, "1,3", 16)
-    byol = model("method.name=byol")
-    assert (byol.width, byol.feat_dim, byol.pools, byol.stem_width) == (32, 1024, "1,3", 0)
+    assert model("method.name=simclr", "model.stem_width=0").stem_width == 0
     built = build_method(apply_overrides(Config(), ["method.name=supcon"]), in_channels=1)
     widths = [m.out_channels for m in built.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
     assert widths == [16, 48, 96, 192, 1024] and built.feat_dim == 1024  # the learned stem first
     own = model("method.name=supcon", "model.width=8")
-    assert (own.width, own.feat_dim, own.pools) == (8, 256, "1,2")
+    assert (own.width, own.feat_dim, own.pools, own.stem_width) == (8, 256, "1,2", 16)
     both = model("method.name=supcon", "model.width=8", "model.feat_dim=64")
     assert (both.width, both.feat_dim) == (8, 64)
     resnet = model("method.name=supcon", "model.backbone=resnet18")
