@@ -37,8 +37,8 @@ __all__ = [
 METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": SupCon, "byol": BYOL}
 
 #: the small CNN's settings per method where they differ from the general defaults (``model``
-#: keys; otherwise pools "1,3", width 32, a last width of 32 × width and the space-to-depth stem,
-#: which no built-in method now uses). With labels (SupCon):
+#: keys; otherwise pools "1,3", width 32, a last width of 32 × width and the space-to-depth
+#: stem, which no built-in method now uses). With labels (SupCon):
 #:
 #: * pooling after units 1 and 2 (unit 3 then runs on the 3×3 map) lost nothing per epoch and
 #:   runs 1.5× as many epochs: four-epoch SupCon runs (seed 0) gave 90.47 / 90.07 % linear / kNN
@@ -51,15 +51,11 @@ METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": Su
 #:   91.99 / 92.35 (three seeds) before, at the same speed. SimCLR, on 20×20 crops, gained nothing
 #:   from it then (90.32 / 84.97 against 90.41 / 85.38, one seed at half the compute).
 #:
-#: Without labels (SimCLR, MoCo v2, BYOL), pools stay "1,3", but the same wider units and stem
-#: (48-96-192-1024, ``stem_width`` 16) run the step at ~0.6× the images/s and still win: on a
-#: 2-core Zen-4 with bf16, ten-minute runs (23-26 epochs against 41-48) gave 91.46 ± 0.22 /
-#: 86.75 ± 0.10 % linear / kNN over seeds 0-4 (every seed ≥ 91.19; +0.58 paired on the probe),
-#: against 90.89 ± 0.17 / 86.74 ± 0.18 for 32-64-128-1024 with the space-to-depth stem
-#: (benchmarks/training/README.md, thirtieth round). MoCo v2 likewise: 91.21 ± 0.11 / 86.08 ±
-#: 0.10 over seeds 0-2 (31.9-36.6 epochs), against 90.60 ± 0.22 / 85.99 ± 0.08 (+0.61 / +0.10
-#: paired); and BYOL: 90.70 / 85.13 over seeds 0-1 (19 epochs), against 90.12 / 85.00 (+0.59 /
-#: +0.14 paired).
+#: Without labels the same units and stem (pools "1,3") run the step at 0.6× the images/s and
+#: still win in ten minutes (2-core Zen-4, bf16; benchmarks/training/README.md, thirtieth
+#: round): SimCLR 91.46 / 86.75 over five seeds against 90.89 / 86.74 at 32-64-128-1024 with the
+#: space-to-depth stem, MoCo v2 91.21 / 86.08 against 90.60 / 85.99 (three seeds), BYOL 90.70 /
+#: 85.13 against 90.12 / 85.00 (two seeds).
 SMALL_CNN_DEFAULTS: dict[str, dict[str, str | int]] = {
     "supcon": {"pools": "1,2", "width": 48, "feat_dim": 1024, "stem_width": 16},
     "simclr": {"pools": "1,3", "width": 48, "feat_dim": 1024, "stem_width": 16},
