@@ -54,8 +54,8 @@ METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "supcon": Su
 #: Without labels the same units and stem (pools "1,3") run the step at 0.6× the images/s and
 #: still win in ten minutes (2-core Zen-4, bf16; benchmarks/training/README.md, thirtieth
 #: round): SimCLR 91.46 / 86.75 over five seeds against 90.89 / 86.74 at 32-64-128-1024 with the
-#: space-to-depth stem, MoCo v2 91.21 / 86.08 against 90.60 / 85.99 (three seeds), BYOL 90.70 /
-#: 85.13 against 90.12 / 85.00 (two seeds).
+#: space-to-depth stem, MoCo v2 91.21 / 86.08 against 90.60 / 85.99 (three seeds), BYOL 90.66 /
+#: 85.05 (three seeds) against 90.12 / 85.00 (two).
 SMALL_CNN_DEFAULTS: dict[str, dict[str, str | int]] = {
     "supcon": {"pools": "1,2", "width": 48, "feat_dim": 1024, "stem_width": 16},
     "simclr": {"pools": "1,3", "width": 48, "feat_dim": 1024, "stem_width": 16},
