@@ -90,7 +90,7 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         "--temperature",
         type=float,
         help="τ of a fixed policy, initial τ of a learnable one "
-        "(default per method: simclr 0.2, supcon 0.1, moco 0.2)",
+        "(default per method: simclr 0.2, supcon 0.1, moco 0.1)",
     )
     p.add_argument(
         "--policy",

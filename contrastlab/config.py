@@ -355,9 +355,13 @@ def config_from_run(data: dict[str, Any]) -> Config:
     today's default: a run without ``model.pools`` used a small CNN pooled after units 1 and 3,
     one without ``model.stem_width`` the space-to-depth stem, and a null ``model.width`` / ``model.feat_dim`` meant width 32 and a last width of 32 × width.
     A run without ``model.proj_last_bn``, or with it null, had no BN on its head's output, and
-    one without ``method.symmetric`` a symmetric loss.
+    one without ``method.symmetric`` a symmetric loss. A null ``loss.temperature`` under the
+    fixed or learnable policy was the method's τ of its day: 0.1 for SupCon, else 0.2.
     """
     cfg = config_from_dict(data)
+    if cfg.loss.temperature is None and cfg.loss.policy in ("fixed", "learnable"):
+        # runs store the resolved τ since MoCo's default became 0.1 (thirty-first round)
+        cfg.loss.temperature = 0.1 if cfg.method.name == "supcon" else 0.2
     model = data.get("model") if isinstance(data, dict) else None
     if cfg.model.proj_last_bn is None:  # runs store the resolved value; before it: no output BN
         cfg.model.proj_last_bn = False

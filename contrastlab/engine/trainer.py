@@ -211,7 +211,7 @@ def train(
     state = RunState()
     if ckpt is not None:
         stored, current = config_to_dict(config_from_run(ckpt["config"])), config_to_dict(cfg)
-        for section in ("method", "model"):
+        for section in ("method", "model", "loss"):
             diff = [
                 f"{section}.{k}: stored {v!r}, now {current[section][k]!r}"
                 for k, v in stored[section].items()

@@ -194,9 +194,9 @@ def test_knn_monitor_logged_every_epoch(tmp_path: Path) -> None:
 
 
 def test_stored_config_names_the_layout_and_old_runs_rebuild_theirs(tmp_path: Path) -> None:
-    """config.json holds the pools actually built (SupCon's default 1,2), a run written before
-    model.pools existed rebuilds the 1,3 layout it was trained with, and resuming with another
-    layout is refused, naming the key."""
+    """config.json holds the pools actually built (SupCon's default 1,2) and the τ used, a run
+    written before model.pools existed rebuilds the 1,3 layout it was trained with, and resuming
+    with another layout or τ is refused, naming the key."""
     from contrastlab.config import config_from_run
     from contrastlab.engine.run import evaluate_saved_run
 
@@ -210,6 +210,9 @@ def test_stored_config_names_the_layout_and_old_runs_rebuild_theirs(tmp_path: Pa
 
     with pytest.raises(ValueError, match=r"model\.pools: stored '1,2', now '1,3'"):
         train(_cfg(out, "supcon", "train.epochs=1", "model.pools=1,3"), resume=True)
+    assert stored["loss"]["temperature"] == 0.1  # the resolved τ; resuming at another is refused
+    with pytest.raises(ValueError, match=r"loss\.temperature: stored 0\.1, now 0\.2"):
+        train(_cfg(out, "supcon", "train.epochs=1", "loss.temperature=0.2"), resume=True)
 
     # an old run directory: same files, no "pools" key (it was trained with units 1 and 3)
     legacy = dict(stored, model={k: v for k, v in stored["model"].items() if k != "pools"})

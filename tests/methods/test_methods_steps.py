@@ -324,3 +324,35 @@ def test_bad_views_are_refused_naming_the_problem(name: str, batch) -> None:
     if name in ("moco", "byol"):  # their losses use two views: a third is refused, not dropped
         with pytest.raises(ValueError, match=f"{name} uses 2 views, got 3"):
             method.training_step([*v, v[0]], labels[:8], step=0, progress=0.0)
+
+
+def test_temperature_default_per_method_is_stored_and_old_runs_keep_theirs() -> None:
+    """``loss.temperature`` None resolves to the method's τ (``DEFAULT_TEMPERATURE``: MoCo v2
+    0.1 since the thirty-first round) for the policies that read it, so config.json names it; a
+    value the user sets wins; policies that take τ_min / τ_max keep None. A saved run whose τ is
+    null used the default of its day: 0.2 for MoCo (as for SimCLR), 0.1 for SupCon."""
+    from contrastlab.config import config_from_run, config_to_dict
+    from contrastlab.methods import DEFAULT_TEMPERATURE, with_method_defaults
+
+    def tau(*sets: str) -> float | None:
+        return with_method_defaults(apply_overrides(Config(), list(sets))).loss.temperature
+
+    assert Config().loss.temperature is None
+    for name in ("simclr", "moco", "supcon", "byol"):
+        assert tau(f"method.name={name}") == DEFAULT_TEMPERATURE[name]
+    assert DEFAULT_TEMPERATURE["moco"] == 0.1
+    assert tau("method.name=moco", "loss.policy=learnable") == 0.1
+    assert tau("method.name=moco", "loss.temperature=0.2") == 0.2
+    assert tau("method.name=moco", "loss.policy=dystress") is None
+    moco = with_method_defaults(apply_overrides(Config(), ["method.name=moco"]))
+    assert isinstance(built := build_method(moco, in_channels=1), MoCo)
+    assert built.tau_policy.value() == pytest.approx(0.1)
+
+    for name, old_tau in (("moco", 0.2), ("simclr", 0.2), ("supcon", 0.1)):
+        old = config_to_dict(apply_overrides(Config(), [f"method.name={name}"]))
+        assert old["loss"]["temperature"] is None
+        assert config_from_run(old).loss.temperature == old_tau
+    stored = config_to_dict(with_method_defaults(apply_overrides(Config(), ["method.name=moco"])))
+    assert config_from_run(stored).loss.temperature == 0.1
+    cosine = config_to_dict(apply_overrides(Config(), ["method.name=moco", "loss.policy=cosine"]))
+    assert config_from_run(cosine).loss.temperature is None
