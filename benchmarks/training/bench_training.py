@@ -7,6 +7,11 @@ run's summary.json and writes a Markdown table to stdout and benchmarks/training
     python benchmarks/training/bench_training.py --minutes 10 --seeds 0 1 2 --methods simclr supcon
     python benchmarks/training/bench_training.py --minutes 10 --seeds 0 --methods moco byol
     python benchmarks/training/bench_training.py --throughput      # step images/s, eval seconds
+
+An AVX2 host without native bf16 can be approximated on a newer one by limiting the kernels:
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \\
+        python benchmarks/training/bench_training.py --throughput --set train.amp=false
 """
 
 from __future__ import annotations
@@ -227,6 +232,16 @@ def throughput(args: argparse.Namespace) -> None:
     built = {
         name: build_arm(ds, [f"data.batch_size={args.batch}", *sets]) for name, sets in arms.items()
     }
+    from contrastlab.eval.features import bf16_enabled
+
+    # Which kernels run: ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 (with
+    # --set train.amp=false) stand in for an AVX2 host without native bf16.
+    print(
+        f"torch {torch.__version__}, ATen kernels {torch.backends.cpu.get_cpu_capability()}, "
+        f"oneDNN ISA limit {os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}, {args.threads} threads"
+    )
+    for name, (cfg, *_) in built.items():
+        print(f"[{name}] bf16 autocast: {'on' if bf16_enabled('cpu', cfg.train.amp) else 'off'}")
     block = 5
     totals = {
         name: dict.fromkeys(("augment", "forward", "backward", "update"), 0.0) for name in built
