@@ -206,3 +206,22 @@ def test_bad_device_and_thread_count_are_config_errors() -> None:
         prepare_run(apply_overrides(Config(), ["train.threads=0"]))
     with pytest.raises(ConfigError, match="train.device"):
         prepare_run(apply_overrides(Config(), ["train.device=gpu"]))
+
+
+def test_temperature_help_names_each_methods_default() -> None:
+    # The help text is written out so that --help does not import torch; it must not drift
+    # from the table the methods read (it did once, when MoCo's τ changed).
+    import re
+
+    from contrastlab.cli import build_parser
+    from contrastlab.methods.registry import DEFAULT_TEMPERATURE
+
+    sub = next(
+        a for a in build_parser()._actions if a.dest == "command" and getattr(a, "choices", None)
+    )
+    for name in ("train", "demo"):
+        action = next(a for a in sub.choices[name]._actions if a.dest == "temperature")
+        named = dict(re.findall(r"(\w+) ([0-9.]+)", action.help.split("per method:")[1]))
+        assert named, action.help
+        for method, tau in named.items():
+            assert float(tau) == DEFAULT_TEMPERATURE[method], (name, method, tau)
