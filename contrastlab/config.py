@@ -186,14 +186,15 @@ class OptimConfig:
     Fashion-MNIST; set it for SGD or LARS); a run's ``config.json`` stores the value used.
     ``weight_decay`` (not on biases and norms); ``momentum`` and ``nesterov`` (SGD, LARS);
     ``warmup_epochs``: the linear warmup's length, in epochs' worth of optimiser steps
-    (fractions allowed), also on a wall-clock budget."""
+    (fractions allowed), also on a wall-clock budget; None (default) = the method's
+    (``contrastlab.methods.DEFAULT_WARMUP``: 2 for BYOL, else 0.5)."""
 
     name: str = "adamw"
     lr: float | None = None
     weight_decay: float = 1e-4
     momentum: float = 0.9
     nesterov: bool = False
-    warmup_epochs: float = 0.5
+    warmup_epochs: float | None = None
     final_lr_frac: float = 0.01
 
 

@@ -52,8 +52,13 @@ from contrastlab.engine.setup import (
     prepare_run,
     resolve_device,
 )
-from contrastlab.engine.views import augment_of, with_resolved_views, with_stored_defaults
-from contrastlab.methods import Method, default_lr, with_method_defaults
+from contrastlab.engine.views import (
+    augment_of,
+    with_resolved_views,
+    with_stored_defaults,
+    with_stored_warmup,
+)
+from contrastlab.methods import Method, default_lr, default_warmup, with_method_defaults
 
 __all__ = [
     "RunState",
@@ -184,6 +189,7 @@ def train(
     Raises:
         ConfigError: invalid configuration; CheckpointError: unreadable checkpoint on resume.
     """
+    warmup_given = cfg.optim.warmup_epochs is not None
     cfg = with_method_defaults(cfg)  # config.json names the architecture and lr actually used
     out = Path(run_dir or cfg.train.out or default_run_dir(cfg))
     out.mkdir(parents=True, exist_ok=True)
@@ -204,6 +210,8 @@ def train(
     if resume and (ckpt_path.exists() or previous_path(ckpt_path).exists()):
         ckpt, _ = load_latest(out, CHECKPOINT)
         cfg = with_stored_defaults(cfg, ckpt["config"], train_set, supervised=method.needs_labels)
+        if not warmup_given:
+            cfg = with_stored_warmup(cfg, ckpt["config"])
     augment = augment_of(cfg, train_set, method)
     cfg = with_resolved_views(cfg, augment, train_set, method)
     optimizer = _build_optimizer(cfg, method)
@@ -302,7 +310,10 @@ class _Loop:
         self.epochs = planned_epochs(cfg)
         # None: no epoch limit, the schedule follows the wall-clock budget alone
         self.total_steps = None if self.epochs is None else max(1, self.epochs * self.steps_per_epoch)
-        self.warmup = int(cfg.optim.warmup_epochs * self.steps_per_epoch)
+        warmup = cfg.optim.warmup_epochs
+        if warmup is None:
+            warmup = default_warmup(cfg.method.name)
+        self.warmup = int(warmup * self.steps_per_epoch)
         self.budget = None if cfg.train.max_time is None else cfg.train.max_time * 60.0
         self.device = train_set.images.device
 

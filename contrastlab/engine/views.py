@@ -23,6 +23,7 @@ __all__ = [
     "with_named_views",
     "with_resolved_views",
     "with_stored_defaults",
+    "with_stored_warmup",
 ]
 
 #: images ``train.precise_bn`` None uses where the training views are resized.
@@ -67,6 +68,17 @@ def with_stored_defaults(
         data=dataclasses.replace(cfg.data, **changes),
         train=dataclasses.replace(cfg.train, precise_bn=precise_bn),
     )
+
+
+def with_stored_warmup(cfg: Config, stored: dict[str, Any]) -> Config:
+    """``cfg`` with the warmup of a run whose config.json is ``stored``, if it names one, so
+    that a later change of a method's default warmup (BYOL's 0.5 became 2 epochs) does not
+    alter the schedule of a run being resumed."""
+    warmup = (stored.get("optim") or {}).get("warmup_epochs")
+    if warmup is None:
+        return cfg
+    optim = dataclasses.replace(cfg.optim, warmup_epochs=float(warmup))
+    return dataclasses.replace(cfg, optim=optim)
 
 
 def preset_of(cfg: Config, dataset: ImageDataset, method: Method) -> str:

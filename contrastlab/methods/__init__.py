@@ -10,7 +10,9 @@ from contrastlab.methods.moco import MoCo
 from contrastlab.methods.registry import (
     DEFAULT_LR,
     DEFAULT_TEMPERATURE,
+    DEFAULT_WARMUP,
     GENERAL_LR,
+    GENERAL_WARMUP,
     METHOD_LOSSES,
     METHODS,
     PROJ_LAST_BN,
@@ -19,6 +21,7 @@ from contrastlab.methods.registry import (
     build_method,
     build_temperature,
     default_lr,
+    default_warmup,
     with_method_defaults,
     with_model_defaults,
 )
@@ -29,7 +32,9 @@ __all__ = [
     "BYOL",
     "DEFAULT_LR",
     "DEFAULT_TEMPERATURE",
+    "DEFAULT_WARMUP",
     "GENERAL_LR",
+    "GENERAL_WARMUP",
     "METHODS",
     "METHOD_LOSSES",
     "PAIR_LOSSES",
@@ -44,6 +49,7 @@ __all__ = [
     "build_method",
     "build_temperature",
     "default_lr",
+    "default_warmup",
     "with_method_defaults",
     "with_model_defaults",
 ]

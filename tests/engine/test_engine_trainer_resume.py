@@ -17,7 +17,7 @@ from contrastlab.engine.run import run
 from contrastlab.engine.setup import knn_monitor_for
 from contrastlab.engine.trainer import train
 from contrastlab.eval import bf16_is_fast
-from contrastlab.methods import Method, default_lr
+from contrastlab.methods import Method, default_lr, default_warmup
 
 
 def _cfg(out: Path, method: str = "simclr", *extra: str) -> Config:
@@ -58,12 +58,26 @@ def test_interrupted_and_resumed_equals_uninterrupted(
     """Shuffle BN draws its key permutation from the global RNG, which the checkpoint holds."""
     straight = train(_cfg(tmp_path / "a", method, *extra))
     expected = _weights(straight.method)
+    stored = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert stored["optim"]["warmup_epochs"] == default_warmup(method)
     saved = _train_until_interrupted(_cfg(tmp_path / "b", method, *extra), monkeypatch)
     assert saved["state"]["global_step"] == 5 and saved["state"]["step_in_epoch"] == 1
 
     resumed = train(_cfg(tmp_path / "b", method, *extra), resume=True)
     assert resumed.state.global_step == straight.state.global_step == 8
     _assert_same_weights(resumed.method, expected, method)
+
+
+def test_a_resumed_run_keeps_the_warmup_it_started_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BYOL run begun when its default warmup was half an epoch resumes with that warmup (its
+    config.json names it), not with today's two epochs, which would change the weights."""
+    old = ("optim.warmup_epochs=0.5",)
+    expected = _weights(train(_cfg(tmp_path / "a", "byol", *old)).method)
+    _train_until_interrupted(_cfg(tmp_path / "b", "byol", *old), monkeypatch)
+    resumed = train(_cfg(tmp_path / "b", "byol"), resume=True)
+    _assert_same_weights(resumed.method, expected, "byol")
 
 
 def _train_until_interrupted(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:

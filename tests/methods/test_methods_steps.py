@@ -263,6 +263,28 @@ def test_learning_rate_defaults_per_method() -> None:
     assert {g["lr"] for g in opt.param_groups} == {1.2e-2}
 
 
+def test_warmup_defaults_per_method() -> None:
+    """optim.warmup_epochs None resolves to two epochs for BYOL and half an epoch otherwise; a
+    value the user sets wins (zero too); a negative one is refused, naming the key."""
+    from contrastlab.engine.views import with_stored_warmup
+    from contrastlab.methods import with_method_defaults
+
+    def warmup(*sets: str) -> float | None:
+        return with_method_defaults(apply_overrides(Config(), list(sets))).optim.warmup_epochs
+
+    assert Config().optim.warmup_epochs is None
+    assert warmup("method.name=byol") == 2.0
+    assert warmup("method.name=simclr") == warmup("method.name=moco") == 0.5
+    assert warmup("method.name=supcon") == 0.5
+    assert warmup("method.name=byol", "optim.warmup_epochs=0") == 0.0
+    assert warmup("method.name=simclr", "optim.warmup_epochs=3") == 3.0
+    with pytest.raises(ConfigError, match="optim.warmup_epochs"):
+        warmup("method.name=simclr", "optim.warmup_epochs=-1")
+    byol = apply_overrides(Config(), ["method.name=byol"])
+    assert with_stored_warmup(byol, {"optim": {"warmup_epochs": 0.5}}).optim.warmup_epochs == 0.5
+    assert with_stored_warmup(byol, {"method": {"name": "byol"}}) is byol
+
+
 def test_byol_predictor_lr_scale_gives_the_predictor_its_own_rate() -> None:
     """method.predictor_lr_scale multiplies the predictor's learning rate (and only its), keeps
     the weight-decay exclusions, survives the schedule, and is refused outside BYOL or at <= 0."""
